@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up sod100k in ./.venv (or $SOD100K_VENV): torch first, so that a machine without an
+# NVIDIA GPU gets the CPU build (an unpinned `pip install torch` pulls a multi-GB CUDA
+# build), then the package itself. Usage: scripts/install.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${SOD100K_VENV:-.venv}
+PY=${PYTHON:-python3}
+TORCH_VERSION=${SOD100K_TORCH_VERSION:-2.13.0}
+CPU_INDEX=${SOD100K_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+pip install -q --upgrade pip >/dev/null
+
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    pip install -q "torch==${TORCH_VERSION}"
+  # The CPU wheel: from a local wheel folder when pip is configured with one
+  # (find-links), else from PyTorch's CPU index.
+  elif ! pip install -q --no-index "torch==${TORCH_VERSION}+cpu" 2>/dev/null; then
+    pip install -q "torch==${TORCH_VERSION}+cpu" --extra-index-url "$CPU_INDEX"
+  fi
+fi
+
+if [ "${1:-}" = "--dev" ]; then
+  pip install -q -e ".[dev]"
+  # Headless Chromium for the browser test of the web page (Debian/Ubuntu, as root).
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+     && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+      || echo "note: chromium not installed; browser tests will be skipped" >&2
+  fi
+else
+  pip install -q -e .
+fi
+echo "sod100k installed in $VENV" >&2

@@ -1,0 +1,5 @@
+import sys
+
+from sod100k.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""High-level Python API: one call from an image to a saliency map."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
+from sod100k.infer.runtime import make_backend
+
+DEFAULT_MODEL = "csnet-l-x2"
+#: Folder names of the released checkpoints, per preset.
+RELEASE_NAMES = {"csnet-l-x1": "csnet-L-x1", "csnet-l-x2": "csnet-L-x2"}
+
+
+def weights_home() -> Path:
+    """Where weights are looked up when none are named: ``$SOD100K_HOME/weights``
+    (default ``~/.cache/sod100k/weights``). Nothing is ever downloaded."""
+    home = os.environ.get("SOD100K_HOME") or Path.home() / ".cache" / "sod100k"
+    return Path(home) / "weights"
+
+
+def default_weights(model: str) -> Path:
+    """Weights for ``model`` when the caller names none.
+
+    ``$SOD100K_WEIGHTS`` wins; else ``weights_home()/<release name>`` (for instance
+    ``~/.cache/sod100k/weights/csnet-L-x2`` holding the released ``.pth.tar`` + ``.bin``).
+    """
+    env = os.environ.get("SOD100K_WEIGHTS")
+    if env:
+        return Path(env)
+    candidate = weights_home() / RELEASE_NAMES.get(model.lower(), model)
+    if candidate.exists():
+        return candidate
+    raise FileNotFoundError(
+        f"no weights given for {model} and none found at {candidate}; pass weights=PATH, "
+        "set SOD100K_WEIGHTS, or copy the released checkpoint folder there"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def get_predictor(
+    model: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    device: str = "cpu",
+    size: int = DEFAULT_SIZE,
+    backend: str = "torch",
+) -> Predictor:
+    """A cached :class:`Predictor` (the model is loaded once per argument set)."""
+    path = weights if weights is not None else str(default_weights(model))
+    return Predictor(make_backend(backend, model, path, device=device), size)
+
+
+def saliency(
+    image,
+    model: str = DEFAULT_MODEL,
+    weights: str | Path | None = None,
+    size: int = DEFAULT_SIZE,
+    device: str = "cpu",
+    backend: str = "torch",
+) -> np.ndarray:
+    """Saliency map of ``image`` (path, bytes, PIL image or array) as ``H x W`` uint8.
+
+    The map has the image's original size and follows the reference test protocol.
+    """
+    weights_arg = None if weights is None else str(weights)
+    return get_predictor(model, weights_arg, device, size, backend)(image)
+
+
+predict = saliency

@@ -1,0 +1,124 @@
+"""``load_model``: one entry point for presets, released weights and our checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sod100k.checkpoints.errors import CheckpointError
+from sod100k.checkpoints.native import read_checkpoint, save_checkpoint
+from sod100k.checkpoints.reference import find_reference_files, load_reference
+from sod100k.models import registry
+from sod100k.models.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Files a training run folder holds, in order of preference.
+RUN_CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def resolve_weights(weights: str | Path) -> tuple[str, Path, Path | None]:
+    """Classify ``weights``: ``("native", file, None)`` or ``("reference", pth, bin)``."""
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        pair = find_reference_files(path)
+        if pair is not None:
+            return "reference", pair[0], pair[1]
+        for name in RUN_CHECKPOINTS:
+            if (path / name).is_file():
+                return "native", path / name, None
+        raise CheckpointError(
+            f"{path}: folder holds neither a released checkpoint (.pth.tar + .bin) "
+            f"nor a training run checkpoint ({', '.join(RUN_CHECKPOINTS)})"
+        )
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.name.endswith((".pth.tar", ".pth")):
+        bins = sorted(path.parent.glob("*.bin"))
+        stem = path.name.removesuffix(".tar").removesuffix(".pth")
+        bin_path = path.parent / f"{stem}.bin"
+        if bin_path.exists() or bins:
+            return "reference", path, bin_path if bin_path.exists() else bins[0]
+    return "native", path, None
+
+
+def load_weights(weights: str | Path) -> tuple[str, Any, dict[str, torch.Tensor], dict]:
+    """Read ``weights`` into ``(arch, config object, state dict, metadata)``."""
+    kind, path, bin_path = resolve_weights(weights)
+    if kind == "reference":
+        config, state, meta = load_reference(path, bin_path)
+        return "csnet", config, state, meta
+    payload = read_checkpoint(path)
+    arch_name = str(payload.get("arch", ""))
+    try:
+        arch = registry.get_architecture(arch_name)
+        config = arch.config_from_dict(payload["config"])
+    except (ValueError, ConfigError) as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    meta = dict(payload["metadata"])
+    meta.setdefault("source_file", path.name)
+    return arch_name, config, payload["state_dict"], meta
+
+
+def build_and_load(arch_name: str, config: Any, state: dict[str, torch.Tensor], origin: str):
+    model = registry.get_architecture(arch_name).build(config)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                            ("wrong shape", mismatched)):
+            if keys:
+                more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+                parts.append(f"{label}: {', '.join(keys[:5])}{more}")
+        raise CheckpointError(f"{origin}: weights do not fit the model; " + "; ".join(parts))
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(
+    model: str | None = None,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Build a model and load its weights; returns it in eval mode.
+
+    Args:
+        model: a preset name (``csnet-l-x1``, ``csnet-l-x2``, ...). May be omitted when
+            ``weights`` is given: the checkpoint says what it is.
+        weights: a folder with the released files (``.pth.tar`` + ``.bin``), one of our
+            checkpoint files, or a training run folder (``best.pt``/``last.pt``). Without
+            it the net is randomly initialised.
+        device: where to put the model.
+
+    The returned module maps a normalised float tensor ``(N, 3, H, W)`` to logits
+    ``(N, 1, H, W)``. A pruned checkpoint builds the net from its own config.
+    """
+    if weights is None:
+        if model is None:
+            raise ValueError("load_model needs a model name, weights, or both")
+        net = registry.create_model(model)
+    else:
+        arch, config, state, meta = load_weights(weights)
+        if model is not None:
+            preset = registry.get_preset(model)
+            if preset.arch != arch:
+                raise CheckpointError(
+                    f"{weights}: holds a {arch!r} model, not a {preset.arch!r} ({model})"
+                )
+        net = build_and_load(arch, config, state, str(weights))
+        net.checkpoint_metadata = meta
+    return net.to(device).eval()
+
+
+def save_model(path: str | Path, model: nn.Module, metadata: dict | None = None,
+               extra: dict | None = None) -> None:
+    """Save ``model`` (any registered architecture) in our single-file format."""
+    save_checkpoint(path, registry.arch_of(model), model.config.to_dict(), model.state_dict(),
+                    metadata, extra)

@@ -1,0 +1,75 @@
+"""Our checkpoint format: one file holding the layer config, the weights and metadata.
+
+It is a ``torch.save`` of plain containers only (strings, numbers, tensors), so it loads
+with ``torch.load(weights_only=True)``: no code runs when a checkpoint is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sod100k.checkpoints.errors import CheckpointError
+from sod100k.utils.files import atomic_save
+
+FORMAT = "sod100k.checkpoint/1"
+
+
+def save_checkpoint(
+    path: str | Path,
+    arch: str,
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically (a crash never leaves a truncated file behind).
+
+    ``extra`` holds training state (optimizer, scheduler, RNG) for resuming; inference
+    ignores it.
+    """
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "arch": arch,
+        "config": json.dumps(config),
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "metadata": json.dumps(metadata or {}),
+    }
+    if extra:
+        payload["extra"] = extra
+    atomic_save(path, lambda f: torch.save(payload, f))
+
+
+def is_native_checkpoint(path: str | Path) -> bool:
+    try:
+        read_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a checkpoint; config and metadata come back as dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a sod100k checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a sod100k checkpoint (no '{FORMAT}' format tag); "
+            "for the released reference weights pass their folder (.pth.tar + .bin)"
+        )
+    try:
+        payload["config"] = json.loads(payload["config"])
+        payload["metadata"] = json.loads(payload.get("metadata", "{}"))
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt config or metadata: {e}") from e
+    if not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: checkpoint has no state_dict")
+    return payload

@@ -1,0 +1,152 @@
+"""Import of the released SOD100K reference checkpoints (``NAME.pth.tar`` + ``NAME.bin``).
+
+Both files are pickles from the net. The ``.pth.tar`` is read with
+``torch.load(weights_only=True)``; the ``.bin`` layer config with a restricted unpickler
+that admits only numpy arrays, lists and numbers. Parameter names are mapped onto ours
+in :func:`convert_state_dict`, the one place that knows the reference layout.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sod100k.checkpoints.errors import CheckpointError
+from sod100k.models.config import ConfigError, HeadConfig, LayerConfig, UnitConfig
+
+#: The only globals a reference ``.bin`` layer config may name.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        if module.startswith("numpy.core"):
+            module = module.replace("numpy.core", "numpy._core", 1)
+        return super().find_class(module, name)
+
+
+def read_reference_bin(path: str | Path) -> list[Any]:
+    """Read a reference ``.bin`` layer-config pickle safely (numpy arrays, lists, numbers)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read layer config: {e}") from e
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    except Exception as e:  # any unpickling failure means: not a layer config we accept
+        raise CheckpointError(f"{path}: not a reference layer config: {e}") from e
+    if not isinstance(obj, list):
+        raise CheckpointError(f"{path}: expected a list, got {type(obj).__name__}")
+    return obj
+
+
+def _ints(v: Any) -> tuple[int, ...]:
+    arr = np.atleast_1d(np.asarray(v, dtype=np.float64))
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        raise ConfigError(f"expected integral channel counts, got {v!r}")
+    return tuple(int(x) for x in arr)
+
+
+def layer_config_from_reference(raw: list[Any], name: str = "") -> LayerConfig:
+    """Turn the reference list-of-arrays layer config into a :class:`LayerConfig`."""
+    try:
+        depths = _ints(raw[-1])
+        n_units = 1 + sum(depths)
+        if len(raw) != n_units + 4:
+            raise ConfigError(f"expected {n_units + 4} entries, got {len(raw)}")
+        units = tuple(UnitConfig(_ints(e[0]), _ints(e[1])) for e in raw[:n_units])
+        h0, h1, h2 = raw[n_units : n_units + 3]
+        dils = tuple(_ints(row) for row in np.asarray(h1[2]))
+        head = HeadConfig(
+            in_channels=_ints(h0[0]),
+            fuse_channels=_ints(h0[1]),
+            dilation_channels=dils,
+            out_channels=sum(_ints(h2[1])),
+        )
+        if _ints(h1[0]) != head.fuse_channels:
+            raise ConfigError("head: multiscale inputs differ from fuse outputs")
+        if _ints(h1[1]) != head.multiscale_channels or _ints(h2[0]) != _ints(h1[1]):
+            raise ConfigError("head: multiscale widths differ from their dilation widths")
+        return LayerConfig(units, head, depths, name)
+    except (IndexError, TypeError, ValueError) as e:
+        raise CheckpointError(f"malformed reference layer config: {e}") from e
+
+
+_RENAMES = [
+    (r"^stage(\d)\.(\d+)\.conv1x1\.", r"stages.\1.\2.expand."),
+    (r"^stage(\d)\.(\d+)\.conv3x3_1\.", r"stages.\1.\2.dw1."),
+    (r"^stage(\d)\.(\d+)\.conv3x3_2\.", r"stages.\1.\2.dw2."),
+    (r"^oct_fuse\.fuse\.", "head.fuse."),
+    (r"^oct_fuse\.fuse1x1\.", "head.merge."),
+    (r"^oct_fuse\.ms\.convs\.(\d+)\.msconv\.", r"head.multiscale.\1.convs."),
+    (r"^oct_fuse\.ms\.convs\.(\d+)\.bn\.", r"head.multiscale.\1.norm."),
+    (r"^oct_fuse\.ms\.convs\.(\d+)\.prelu\.", r"head.multiscale.\1.act."),
+    (r"^cls_layer\.", "classifier."),
+    (r"\.bns\.(\d+)\.", r".norms.\1."),
+    (r"\.prelus\.(\d+)\.", r".acts.\1."),
+]
+
+
+def convert_key(key: str) -> str:
+    """Map one reference parameter name to ours."""
+    key = key.removeprefix("module.")
+    for pattern, repl in _RENAMES:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {convert_key(k): v for k, v in state.items()}
+
+
+def find_reference_files(folder: Path) -> tuple[Path, Path] | None:
+    """The ``(.pth.tar, .bin)`` pair in ``folder``, or None if it holds no such pair."""
+    tars = sorted(folder.glob("*.pth.tar")) + sorted(folder.glob("*.pth"))
+    bins = sorted(folder.glob("*.bin"))
+    if not tars or not bins:
+        return None
+    for tar in tars:
+        stem = tar.name.removesuffix(".tar").removesuffix(".pth")
+        match = folder / f"{stem}.bin"
+        if match.exists():
+            return tar, match
+    return tars[0], bins[0]
+
+
+def load_reference(pth: str | Path, bin_path: str | Path) -> tuple[LayerConfig, dict, dict]:
+    """Load a reference checkpoint: ``(config, our state dict, metadata)``."""
+    pth, bin_path = Path(pth), Path(bin_path)
+    try:
+        name = pth.name.removesuffix(".tar").removesuffix(".pth")
+        raw = layer_config_from_reference(read_reference_bin(bin_path), name=name)
+    except ConfigError as e:
+        raise CheckpointError(f"{bin_path}: {e}") from e
+    try:
+        ckpt = torch.load(pth, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{pth}: not a loadable torch checkpoint: {e}") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{pth}: no 'state_dict' in the checkpoint")
+    meta = {
+        "source": "sod100k-reference",
+        "source_file": pth.name,
+        "epoch": int(ckpt.get("epoch", -1)),
+        "arch": str(ckpt.get("arch", "")),
+    }
+    return raw, convert_state_dict(ckpt["state_dict"]), meta

@@ -1,0 +1,42 @@
+"""The ``sod100k`` command line: one module per sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sod100k import __version__
+from sod100k.checkpoints.errors import CheckpointError
+from sod100k.cli.common import CLIError, setup_logging
+from sod100k.models.config import ConfigError
+
+#: Sub-command modules; each defines ``add_parser(subparsers)`` and a ``run(args) -> int``.
+COMMANDS = ["predict", "info"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sod100k", description="Salient object detection with CSNet (SOD100K)."
+    )
+    parser.add_argument("--version", action="version", version=f"sod100k {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"sod100k.cli.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, CheckpointError, ConfigError, FileNotFoundError) as e:
+        print(f"sod100k {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,77 @@
+"""Options and helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sod100k.infer.predictor import DEFAULT_SIZE
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def add_model_args(p: argparse.ArgumentParser, weights_required: bool = False) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "-m", default=None,
+                   help="preset name (csnet-l-x1, csnet-l-x2, ...); optional with --weights")
+    g.add_argument("--weights", "-w", required=weights_required, default=None,
+                   help="released checkpoint folder (.pth.tar + .bin), a sod100k checkpoint "
+                        "file, or a training run folder")
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                   help="network input side in pixels (default %(default)s, as the reference)")
+    g.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--backend", default="torch", help="inference backend (torch)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+
+
+def positive(name: str, value: int) -> int:
+    if value <= 0:
+        raise CLIError(f"--{name} must be positive, got {value}")
+    return value
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: CUDA is not available on this machine")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise CLIError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+@dataclass
+class Failures:
+    """Collects per-item errors of a batch job and reports them at the end."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, what: str | Path, message: str) -> None:
+        self.items.append((str(what), message))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def report(self, stream=None) -> None:
+        stream = stream or sys.stderr
+        if not self.items:
+            return
+        print(f"{len(self.items)} item(s) failed:", file=stream)
+        for what, message in self.items:
+            text = message if message.startswith(what) else f"{what}: {message}"
+            print(f"  {text}", file=stream)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

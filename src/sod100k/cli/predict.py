@@ -1,0 +1,60 @@
+"""``sod100k predict``: saliency maps for image files and folders."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sod100k.api import DEFAULT_MODEL, default_weights
+from sod100k.cli.common import (
+    Failures,
+    add_model_args,
+    add_runtime_args,
+    check_device,
+    positive,
+)
+from sod100k.infer.batch import plan_jobs, run_batch
+from sod100k.infer.predictor import Predictor
+from sod100k.infer.runtime import make_backend
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "predict",
+        help="predict saliency maps for images and folders",
+        description="Write one PNG saliency map per input image, at the image's original "
+        "size, named after the input (sub-folders of an input folder are mirrored).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--workers", type=int, default=2, help="decode/encode threads")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_model_args(p)
+    add_runtime_args(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    positive("batch-size", args.batch_size)
+    positive("size", args.size)
+    check_device(args.device)
+    model = args.model or (None if args.weights else DEFAULT_MODEL)
+    weights = args.weights or str(default_weights(model))
+    jobs, planned_failures = plan_jobs(args.inputs, args.output)
+    failures = Failures()
+    for what, message in planned_failures:
+        print(f"error: {what}: {message}", file=sys.stderr)
+        failures.add(what, message)
+    written = 0
+    if jobs:
+        backend = make_backend(args.backend, model, weights, args.device, args.threads)
+        predictor = Predictor(backend, args.size)
+        report = run_batch(jobs, predictor, args.batch_size, args.workers,
+                           progress=not args.quiet)
+        written = len(report.written)
+        for what, message in report.failed:
+            failures.add(what, message)
+    print(f"wrote {written} saliency map(s) to {args.output}", file=sys.stderr)
+    failures.report()
+    return 1 if failures else 0

@@ -1,0 +1,156 @@
+"""Reading images and masks robustly, with one-line errors that name the file.
+
+Every loader in the project (predict, evaluate, training data, the server) goes through
+these functions, so that all of them accept the same inputs (grayscale, RGBA, palette,
+16-bit, CMYK, EXIF-rotated) and refuse the same bad ones (corrupt, truncated, not an
+image, decompression bombs) in the same words.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Images larger than this many pixels are refused (Pillow's decompression-bomb guard
+#: warns at 89 MP; we refuse instead of warning).
+MAX_PIXELS = 100_000_000
+#: Smallest side accepted; the networks need at least 16 px after resizing anyway.
+MIN_SIDE = 1
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageError(ValueError):
+    """An input that cannot be used as an image; the message names the file."""
+
+
+def _open(source: str | Path | bytes, name: str) -> Image.Image:
+    data = source if isinstance(source, bytes) else None
+    if data is None:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise ImageError(f"{name}: cannot read file ({e.strerror or e})") from e
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP, "
+                    f"limit {MAX_PIXELS / 1e6:.0f} MP)"
+                )
+            img.load()
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(f"{name}: refused as a decompression bomb ({e})") from e
+        except UnidentifiedImageError as e:
+            raise ImageError(f"{name}: not an image file (unrecognised format)") from e
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageError(f"{name}: corrupt or truncated image ({e})") from e
+    if min(img.size) < MIN_SIDE:
+        raise ImageError(f"{name}: image has no pixels ({img.size[0]}x{img.size[1]})")
+    return img
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Bring 16/32-bit and float modes to 8-bit L, scaling by their real range."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F":
+            top = 1.0 if arr.max() <= 1.0 else 255.0
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L")
+    return img
+
+
+def load_rgb(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Decode an image to ``H x W x 3`` uint8 RGB, honouring EXIF orientation.
+
+    Grayscale is replicated to three channels; alpha is dropped (the colour values are
+    kept as stored); palette, CMYK and 16-bit images are converted.
+    """
+    name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    img = _open(source, name)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception as e:  # malformed EXIF: keep the stored orientation
+        raise ImageError(f"{name}: malformed EXIF data ({e})") from e
+    img = _to_8bit(img)
+    if img.mode == "P":  # palette transparency is only honoured via RGBA
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_mask(source: str | Path | bytes, name: str | None = None, threshold: int = 128):
+    """Read a ground-truth mask as a boolean ``H x W`` array (pixel >= ``threshold``).
+
+    Masks stored as RGB or with values other than 0/255 are converted to luminance
+    first, then binarised.
+    """
+    return load_gray(source, name) >= threshold
+
+
+def load_gray(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Read a saliency map or mask as ``H x W`` uint8 (RGB is converted to luminance)."""
+    name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    img = _to_8bit(_open(source, name))
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA").convert("RGB")
+    if img.mode != "L":
+        img = img.convert("L")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder`` (by suffix), sorted; hidden files are skipped."""
+    folder = Path(folder)
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p
+        for p in folder.glob(pattern)
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def to_rgb(image: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Accept a path, encoded bytes, a PIL image or an array; return ``H x W x 3`` uint8."""
+    if isinstance(image, str | Path | bytes):
+        return load_rgb(image)
+    if isinstance(image, Image.Image):
+        img = ImageOps.exif_transpose(image)
+        img = _to_8bit(img)
+        if img.mode == "P":
+            img = img.convert("RGBA")
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ImageError(f"array of shape {image.shape} is not an H x W (x 1/3/4) image")
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        arr = arr[:, :, :3]
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating):
+                arr = np.clip(arr * 255.0, 0, 255).round().astype(np.uint8)
+            elif arr.dtype == np.uint16:
+                arr = (arr.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+            else:
+                raise ImageError(f"unsupported array dtype {arr.dtype}")
+        return np.ascontiguousarray(arr)
+    raise ImageError(f"cannot use a {type(image).__name__} as an image")

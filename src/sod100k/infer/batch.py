@@ -1,0 +1,163 @@
+"""Batch prediction over files and folders: decode, infer and write in overlapping stages.
+
+Decoding/resizing and PNG encoding/writing run in worker threads (OpenCV and Pillow
+release the GIL), while the network runs batches in the calling thread. Bad inputs are
+skipped and reported; outputs are written atomically and never over an input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from sod100k.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_rgb
+from sod100k.infer.predictor import Predictor
+from sod100k.infer.preprocess import postprocess, preprocess
+from sod100k.utils.files import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+#: ``render(rgb, saliency_map) -> image to save`` (H x W, H x W x 3 RGB or H x W x 4 RGBA).
+Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass
+class BatchReport:
+    written: list[Path]
+    failed: list[tuple[str, str]]
+
+
+def render_mask(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
+    return sal
+
+
+def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path,
+              suffix: str = ".png") -> tuple[list[Job], list[tuple[str, str]]]:
+    """Map every input image to its output path; problems come back as failures.
+
+    A folder's images keep their sub-folder layout under ``out_dir``; a file lands in
+    ``out_dir`` by its stem.
+    """
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
+    failed: list[tuple[str, str]] = []
+    sources: set[Path] = set()
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                failed.append((str(path), f"no images ({', '.join(IMAGE_SUFFIXES)}) found"))
+            pairs = [(p, p.relative_to(path).with_suffix(suffix)) for p in found]
+        elif path.is_file():
+            pairs = [(path, Path(path.stem + suffix))]
+        else:
+            failed.append((str(path), "no such file or folder"))
+            continue
+        for src, rel in pairs:
+            jobs.append(Job(src, out_dir / rel))
+            sources.add(src.resolve())
+    seen: dict[Path, Path] = {}
+    kept: list[Job] = []
+    for job in jobs:
+        dst = job.dst.resolve()
+        if dst in sources:
+            failed.append((str(job.src), f"output {job.dst} would overwrite an input; "
+                                         "choose another --output"))
+        elif dst in seen:
+            failed.append((str(job.src), f"output {job.dst} already taken by {seen[dst]}"))
+        else:
+            seen[dst] = job.src
+            kept.append(job)
+    return kept, failed
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    if image.ndim == 3:  # OpenCV wants BGR(A)
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        image = cv2.cvtColor(image, code)
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _load(job: Job, size: int) -> tuple[np.ndarray, np.ndarray]:
+    rgb = load_rgb(job.src)
+    return rgb, preprocess(rgb, size)
+
+
+def _batches(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def run_batch(
+    jobs: list[Job],
+    predictor: Predictor,
+    batch_size: int = 8,
+    workers: int = 2,
+    render: Renderer = render_mask,
+    progress: bool = True,
+) -> BatchReport:
+    """Predict and write every job; never raises for a bad item."""
+    report = BatchReport([], [])
+    bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
+
+    def write(job: Job, rgb: np.ndarray, logits: np.ndarray) -> Path:
+        sal = postprocess(logits, rgb.shape[0], rgb.shape[1])
+        atomic_write_bytes(job.dst, encode_png(render(rgb, sal)))
+        return job.dst
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as pool:
+        pending: list[tuple[Job, Future]] = []
+
+        def collect(done: list[tuple[Job, Future]]) -> None:
+            for job, fut in done:
+                try:
+                    report.written.append(fut.result())
+                except (OSError, ValueError) as e:
+                    _fail(report, bar, job, e)
+                bar.update(1)
+
+        # Decoding runs ahead by two batches so the network never waits for the disk.
+        loads = [(job, pool.submit(_load, job, predictor.size)) for job in jobs]
+        for chunk in _batches(loads, batch_size):
+            good = []
+            for job, fut in chunk:
+                try:
+                    good.append((job, *fut.result()))
+                except (ImageError, OSError, ValueError) as e:
+                    _fail(report, bar, job, e)
+                    bar.update(1)
+            if not good:
+                continue
+            logits = predictor.backend(np.stack([x for _, _, x in good]))
+            for (job, rgb, _), lg in zip(good, logits):
+                pending.append((job, pool.submit(write, job, rgb, lg)))
+            done = [p for p in pending if p[1].done()]
+            pending = [p for p in pending if not p[1].done()]
+            collect(done)
+        collect(pending)
+    bar.close()
+    return report
+
+
+def _fail(report: BatchReport, bar: tqdm, job: Job, e: Exception) -> None:
+    message = str(e)
+    report.failed.append((str(job.src), message))
+    line = message if message.startswith(str(job.src)) else f"{job.src}: {message}"
+    bar.write(f"error: {line}")

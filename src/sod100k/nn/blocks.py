@@ -1,0 +1,189 @@
+"""Building blocks of CSNet and of the CSF head, all made of per-branch conv-norm-PReLU.
+
+Parameter names are part of our checkpoint format and stay stable:
+``conv`` / ``convs.{k}`` for convolutions, ``norms.{k}`` and ``acts.{k}`` for the
+per-branch BatchNorm and PReLU (``k`` is the scale-branch index; absent branches have
+no entry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sod100k.nn.goctconv import Branches, GOctConv, ScaledConv2d
+
+NormFactory = Callable[[int], nn.Module]
+
+
+class BranchCBR(nn.Module):
+    """Base of the units that end with one norm + PReLU per non-empty output branch.
+
+    Dynamic weight decay and pruning treat every such unit alike: its ``norms`` gammas
+    say which output channels are alive.
+    """
+
+    def __init__(self, out_channels: Sequence[int], norm_layer: NormFactory) -> None:
+        super().__init__()
+        self.out_channels = [int(c) for c in out_channels]
+        self.norms = nn.ModuleDict()
+        self.acts = nn.ModuleDict()
+        for k, c in enumerate(self.out_channels):
+            if c > 0:
+                self.norms[str(k)] = norm_layer(c)
+                self.acts[str(k)] = nn.PReLU(c)
+
+    def _norm_act(self, ys: Branches) -> Branches:
+        return [
+            None if y is None else self.acts[str(k)](self.norms[str(k)](y))
+            for k, y in enumerate(ys)
+        ]
+
+
+class GOctCBR(BranchCBR):
+    """gOctConv followed by a BatchNorm and a PReLU on every output branch."""
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: Sequence[int],
+        kernel_size: int = 1,
+        stride: int = 1,
+        norm_layer: NormFactory = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__(out_channels, norm_layer)
+        self.in_channels = [int(c) for c in in_channels]
+        self.conv = GOctConv(in_channels, out_channels, kernel_size, stride)
+
+    def forward(self, xs: Branches | Tensor) -> Branches:
+        return self._norm_act(self.conv(xs))
+
+
+class BranchDepthwiseCBR(BranchCBR):
+    """A depthwise 3x3 conv, BatchNorm and PReLU on each scale branch separately."""
+
+    def __init__(self, channels: Sequence[int], norm_layer: NormFactory = nn.BatchNorm2d) -> None:
+        super().__init__(channels, norm_layer)
+        self.in_channels = self.out_channels
+        self.convs = nn.ModuleDict(
+            {
+                str(k): ScaledConv2d(c, c, 3, padding=1, groups=c, bias=False)
+                for k, c in enumerate(self.out_channels)
+                if c > 0
+            }
+        )
+
+    def forward(self, xs: Branches) -> Branches:
+        ys = [
+            None if x is None or str(k) not in self.convs else self.convs[str(k)](x)
+            for k, x in enumerate(xs)
+        ]
+        return self._norm_act(ys)
+
+
+class ILBlock(nn.Module):
+    """CSNet's inverted-bottleneck-free block: gOctCBR, then two per-branch depthwise CBRs.
+
+    The gOctCBR is 3x3 for the first block of the network and for stride-2 blocks, 1x1
+    otherwise.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: Sequence[int],
+        stride: int = 1,
+        first: bool = False,
+    ) -> None:
+        super().__init__()
+        kernel = 3 if first or stride == 2 else 1
+        self.expand = GOctCBR(in_channels, out_channels, kernel, stride)
+        self.dw1 = BranchDepthwiseCBR(out_channels)
+        self.dw2 = BranchDepthwiseCBR(out_channels)
+
+    @property
+    def units(self) -> tuple[BranchCBR, ...]:
+        return (self.expand, self.dw1, self.dw2)
+
+    def forward(self, xs: Branches | Tensor) -> Branches:
+        return self.dw2(self.dw1(self.expand(xs)))
+
+
+class DilatedConvBlock(nn.Module):
+    """Parallel 3x3 convs of several dilations, concatenated, then one norm + PReLU.
+
+    ``dilation_channels[d]`` is the output width of the conv with ``dilations[d]``; a
+    zero removes that conv (after pruning).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        dilation_channels: Sequence[int],
+        dilations: Sequence[int],
+        norm_layer: NormFactory = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        if len(dilation_channels) != len(dilations):
+            raise ValueError(
+                f"{len(dilation_channels)} dilation widths given for {len(dilations)} dilations"
+            )
+        self.in_channels = int(in_channels)
+        self.dilation_channels = [int(c) for c in dilation_channels]
+        self.dilations = [int(d) for d in dilations]
+        self.convs = nn.ModuleDict(
+            {
+                str(d): ScaledConv2d(in_channels, c, 3, padding=dil, dilation=dil, bias=False)
+                for d, (c, dil) in enumerate(zip(self.dilation_channels, self.dilations))
+                if c > 0
+            }
+        )
+        out = sum(self.dilation_channels)
+        self.out_channels = out
+        self.norm = norm_layer(out)
+        self.act = nn.PReLU(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.cat([conv(x) for conv in self.convs.values()], dim=1)
+        return self.act(self.norm(y))
+
+
+class CSFHead(nn.Module):
+    """Cross-stage fusion head.
+
+    Stage outputs at several resolutions are the scale branches of a 1x1 gOctCBR
+    (``fuse``); each branch then goes through a :class:`DilatedConvBlock`
+    (``multiscale.{k}``); a second 1x1 gOctCBR (``merge``) brings them to one scale.
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        fuse_channels: Sequence[int],
+        dilation_channels: Sequence[Sequence[int]],
+        out_channels: int,
+        dilations: Sequence[int] = (1, 2, 4, 8, 16),
+        norm_layer: NormFactory = nn.BatchNorm2d,
+        multiscale_norm_layer: NormFactory = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.fuse = GOctCBR(in_channels, fuse_channels, 1, norm_layer=norm_layer)
+        self.multiscale = nn.ModuleDict(
+            {
+                str(k): DilatedConvBlock(c, dils, dilations, multiscale_norm_layer)
+                for k, (c, dils) in enumerate(zip(fuse_channels, dilation_channels))
+                if sum(dils) > 0
+            }
+        )
+        ms_channels = [sum(d) for d in dilation_channels]
+        self.merge = GOctCBR(ms_channels, [out_channels], 1, norm_layer=norm_layer)
+
+    def forward(self, xs: Branches) -> Tensor:
+        fused = self.fuse(xs)
+        ms = [
+            None if x is None or str(k) not in self.multiscale else self.multiscale[str(k)](x)
+            for k, x in enumerate(fused)
+        ]
+        return self.merge(ms)[0]
