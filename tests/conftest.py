@@ -1,0 +1,55 @@
+"""Shared fixtures: paths into ../shared (weights, data, parity fixtures) and tiny images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SOD100K_SHARED", ROOT.parent / "shared"))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; skips the test where ../shared is absent (never in CI)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must run with ../shared beside the repo")
+        pytest.skip(f"{path} not available (../shared is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_x1() -> Path:
+    return shared_path("weights", "csnet-L-x1")
+
+
+@pytest.fixture(scope="session")
+def weights_x2() -> Path:
+    return shared_path("weights", "csnet-L-x2")
+
+
+@pytest.fixture(scope="session")
+def ecssd() -> Path:
+    return shared_path("data", "ECSSD")
+
+
+@pytest.fixture(scope="session")
+def duts2k() -> Path:
+    return shared_path("data", "DUTS-TR-2k")
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    return shared_path("parity")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
