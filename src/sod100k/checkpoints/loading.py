@@ -72,8 +72,11 @@ def build_and_load(arch_name: str, config: Any, state: dict[str, torch.Tensor], 
     mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("wrong shape", mismatched)):
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", mismatched),
+        ):
             if keys:
                 more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
                 parts.append(f"{label}: {', '.join(keys[:5])}{more}")
@@ -117,8 +120,10 @@ def load_model(
     return net.to(device).eval()
 
 
-def save_model(path: str | Path, model: nn.Module, metadata: dict | None = None,
-               extra: dict | None = None) -> None:
+def save_model(
+    path: str | Path, model: nn.Module, metadata: dict | None = None, extra: dict | None = None
+) -> None:
     """Save ``model`` (any registered architecture) in our single-file format."""
-    save_checkpoint(path, registry.arch_of(model), model.config.to_dict(), model.state_dict(),
-                    metadata, extra)
+    save_checkpoint(
+        path, registry.arch_of(model), model.config.to_dict(), model.state_dict(), metadata, extra
+    )

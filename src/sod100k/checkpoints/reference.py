@@ -140,7 +140,8 @@ def load_reference(pth: str | Path, bin_path: str | Path) -> tuple[LayerConfig, 
     try:
         ckpt = torch.load(pth, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{pth}: not a loadable torch checkpoint: {e}") from e
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{pth}: not a loadable torch checkpoint ({reason})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{pth}: no 'state_dict' in the checkpoint")
     meta = {

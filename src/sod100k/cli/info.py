@@ -13,8 +13,14 @@ from sod100k.models.flops import count_flops, count_params
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print parameters, FLOPs and the config of a model")
     add_model_args(p)
-    p.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"),
-                   help="input size for the FLOPs count (default 224 224)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(224, 224),
+        metavar=("H", "W"),
+        help="input size for the FLOPs count (default 224 224)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 

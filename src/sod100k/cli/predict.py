@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if jobs:
         backend = make_backend(args.backend, model, weights, args.device, args.threads)
         predictor = Predictor(backend, args.size)
-        report = run_batch(jobs, predictor, args.batch_size, args.workers,
-                           progress=not args.quiet)
+        report = run_batch(jobs, predictor, args.batch_size, args.workers, progress=not args.quiet)
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)

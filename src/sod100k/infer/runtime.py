@@ -8,8 +8,13 @@ from sod100k.infer.backends import Backend, TorchBackend
 BACKENDS = ("torch",)
 
 
-def make_backend(name: str, model: str | None, weights: str | None, device: str = "cpu",
-                 threads: int | None = None) -> Backend:
+def make_backend(
+    name: str,
+    model: str | None,
+    weights: str | None,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Backend:
     if name == "torch":
         if threads:
             import torch

@@ -14,12 +14,20 @@ from sod100k.models.registry import (
 
 register_architecture(Architecture("csnet", CSNet, LayerConfig.from_dict))
 register_preset(
-    Preset("csnet-l-x1", "csnet", lambda: unpruned(20, name="csnet-l-x1"),
-           "CSNet-L, base width 20, unpruned (released: 93,647 params after pruning)")
+    Preset(
+        "csnet-l-x1",
+        "csnet",
+        lambda: unpruned(20, name="csnet-l-x1"),
+        "CSNet-L, base width 20, unpruned (released: 93,647 params after pruning)",
+    )
 )
 register_preset(
-    Preset("csnet-l-x2", "csnet", lambda: unpruned(40, name="csnet-l-x2"),
-           "CSNet-L, base width 40, unpruned (released: 140,894 params after pruning)")
+    Preset(
+        "csnet-l-x2",
+        "csnet",
+        lambda: unpruned(40, name="csnet-l-x2"),
+        "CSNet-L, base width 40, unpruned (released: 140,894 params after pruning)",
+    )
 )
 
 __all__ = [

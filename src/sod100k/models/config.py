@@ -87,7 +87,7 @@ class LayerConfig:
 
     # -- serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as JSON has them
         d["format"] = "sod100k.layer_config/1"
         return d
 
@@ -181,8 +181,9 @@ def validate(cfg: LayerConfig) -> None:
                 f"out_channels {list(cfg.units[i - 1].out_channels)}"
             )
     if cfg.units[0].in_channels != (3,):
-        raise ConfigError(f"unit 0 must take the RGB image, in_channels=[3], "
-                          f"got {list(cfg.units[0].in_channels)}")
+        raise ConfigError(
+            f"unit 0 must take the RGB image, in_channels=[3], got {list(cfg.units[0].in_channels)}"
+        )
     _validate_head(cfg)
 
 
@@ -240,8 +241,6 @@ def unpruned(width: int, split: tuple[float, ...] = DEFAULT_SPLIT, name: str = "
     taps = (2 * w, 4 * w, 4 * w)
     fuse = tuple(t // 3 for t in taps)
     n_dil = len(DEFAULT_DILATIONS)
-    dils = tuple(
-        tuple([f // n_dil] * (n_dil - 1) + [f - (f // n_dil) * (n_dil - 1)]) for f in fuse
-    )
+    dils = tuple(tuple([f // n_dil] * (n_dil - 1) + [f - (f // n_dil) * (n_dil - 1)]) for f in fuse)
     head = HeadConfig(taps, fuse, dils, sum(fuse))
     return LayerConfig(tuple(units), head, DEFAULT_STAGE_DEPTHS, name)

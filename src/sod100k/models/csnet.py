@@ -26,7 +26,7 @@ class CSNet(nn.Module):
         super().__init__()
         self.config = config
         self.stages = nn.ModuleList(nn.ModuleList() for _ in range(1 + len(config.stage_depths)))
-        for i, (unit, (stage, _)) in enumerate(zip(config.units, config.stage_of())):
+        for i, (unit, (stage, _)) in enumerate(zip(config.units, config.stage_of(), strict=True)):
             self.stages[stage].append(
                 ILBlock(unit.in_channels, unit.out_channels, config.stride_of(i), first=i == 0)
             )

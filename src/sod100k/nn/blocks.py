@@ -136,7 +136,9 @@ class DilatedConvBlock(nn.Module):
         self.convs = nn.ModuleDict(
             {
                 str(d): ScaledConv2d(in_channels, c, 3, padding=dil, dilation=dil, bias=False)
-                for d, (c, dil) in enumerate(zip(self.dilation_channels, self.dilations))
+                for d, (c, dil) in enumerate(
+                    zip(self.dilation_channels, self.dilations, strict=True)
+                )
                 if c > 0
             }
         )
@@ -173,7 +175,7 @@ class CSFHead(nn.Module):
         self.multiscale = nn.ModuleDict(
             {
                 str(k): DilatedConvBlock(c, dils, dilations, multiscale_norm_layer)
-                for k, (c, dils) in enumerate(zip(fuse_channels, dilation_channels))
+                for k, (c, dils) in enumerate(zip(fuse_channels, dilation_channels, strict=True))
                 if sum(dils) > 0
             }
         )
