@@ -17,8 +17,10 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     pip install -q "torch==${TORCH_VERSION}"
   # The CPU wheel: from a local wheel folder when pip is configured with one
-  # (find-links), else from PyTorch's CPU index.
-  elif ! pip install -q --no-index "torch==${TORCH_VERSION}+cpu" 2>/dev/null; then
+  # (find-links), else from PyTorch's CPU index; its dependencies come from PyPI.
+  elif pip install -q --no-index --no-deps "torch==${TORCH_VERSION}+cpu" 2>/dev/null; then
+    pip install -q "torch==${TORCH_VERSION}+cpu"
+  else
     pip install -q "torch==${TORCH_VERSION}+cpu" --extra-index-url "$CPU_INDEX"
   fi
 fi
