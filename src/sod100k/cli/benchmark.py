@@ -33,15 +33,18 @@ class DatasetSpec:
 
 
 def parse_dataset(text: str) -> DatasetSpec:
-    """``NAME=IMAGES_DIR:MASKS_DIR`` -> :class:`DatasetSpec` (folders must exist)."""
+    """``NAME=IMAGES_DIR:MASKS_DIR`` -> :class:`DatasetSpec` (folders must exist).
+
+    Raises ``argparse.ArgumentTypeError`` so that argparse prints a one-line usage error.
+    """
     name, sep, dirs = text.partition("=")
     images, sep2, masks = dirs.partition(":")
     if not (sep and sep2 and name and images and masks):
-        raise CLIError(f"--dataset {text!r}: expected NAME=IMAGES_DIR:MASKS_DIR")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=IMAGES_DIR:MASKS_DIR")
     spec = DatasetSpec(name, Path(images), Path(masks))
     for folder in (spec.images, spec.masks):
         if not folder.is_dir():
-            raise CLIError(f"--dataset {name}: {folder} is not a folder")
+            raise argparse.ArgumentTypeError(f"{name}: {folder} is not a folder")
     return spec
 
 
