@@ -28,7 +28,11 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
         help="folder for results.json/.csv/.md and pr.png/fmeasure.png",
     )
     g.add_argument(
-        "--workers", type=int, default=2, help="evaluation processes (numbers do not depend on it)"
+        "--workers",
+        type=int,
+        default=2,
+        help="scoring processes, and image-decoding threads in benchmark "
+        "(default %(default)s; the numbers do not depend on it)",
     )
     g.add_argument(
         "--allow-missing",

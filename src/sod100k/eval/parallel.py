@@ -8,6 +8,7 @@ workers. Unreadable files are skipped and reported, never fatal.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def evaluate_pairs(
     for (pred_path, _), result in zip(pairs, _scored(pairs, workers), strict=True):
         if isinstance(result, str):
             failed.append((str(pred_path), result))
-            bar.write(f"error: {result}")
+            bar.write(f"error: {result}", file=sys.stderr)
         else:
             scores.append(result)
         bar.update(1)

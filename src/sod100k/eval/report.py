@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,7 @@ def to_json(results: list[EvalResult]) -> str:
     payload = {
         "format": RESULTS_FORMAT,
         "thresholds": "curves are indexed by threshold t = 0..255 (pred >= t)",
-        "results": [r.__dict__ for r in results],
+        "results": [asdict(r) for r in results],
     }
     return json.dumps(payload, indent=1)
 
