@@ -69,7 +69,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--pred-root",
         type=Path,
         default=None,
-        help="keep the maps in PRED_ROOT/NAME (default: a temporary folder)",
+        help="keep the maps in PRED_ROOT/NAME, replacing maps of the same name there "
+        "(default: a temporary folder, removed afterwards)",
     )
     p.add_argument("--name", default=None, help="method name (default: the model/weights)")
     add_model_args(p)
