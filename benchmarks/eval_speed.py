@@ -1,0 +1,58 @@
+"""Time `sod100k evaluate` scoring with 1 and 2 worker processes; check identical numbers.
+
+Usage (from the repository root; heavy, so under the shared lock):
+
+    flock /tmp/sod100k-heavy.lock python benchmarks/eval_speed.py \
+        --pred /tmp/ours-x1 --gt ../shared/data/ECSSD/masks --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sod100k.eval import evaluate_pairs, pair_by_stem  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pred", type=Path, required=True)
+    p.add_argument("--gt", type=Path, required=True)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = p.parse_args()
+    pairs = pair_by_stem(args.pred, args.gt).pairs
+    runs = {}
+    for workers in args.workers:
+        started = time.perf_counter()
+        outcome = evaluate_pairs(pairs, workers=workers, progress=False)
+        seconds = time.perf_counter() - started
+        runs[workers] = (seconds, outcome.scores.metrics)
+        print(f"workers={workers}: {len(pairs)} pairs in {seconds:.1f} s", flush=True)
+    first = next(iter(runs.values()))[1]
+    identical = all(metrics == first for _, metrics in runs.values())
+    print(
+        json.dumps(
+            {
+                "pairs": len(pairs),
+                "seconds": {w: round(s, 2) for w, (s, _) in runs.items()},
+                "identical_numbers": identical,
+                "metrics": first,
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            },
+            indent=1,
+        )
+    )
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Evaluation of saliency maps: standard SOD metrics (via PySODMetrics), reports, plots."""
+
+from sod100k.eval.folders import FolderEvaluation, dataset_name, evaluate_folders
+from sod100k.eval.metrics import METRICS, DatasetScores, ImageScores, score_image, summarize
+from sod100k.eval.pairing import Pairing, PairingError, pair_by_stem
+from sod100k.eval.parallel import EvalOutcome, evaluate_pairs
+from sod100k.eval.report import EvalResult, format_table, read_results, write_reports
+
+__all__ = [
+    "METRICS",
+    "DatasetScores",
+    "EvalOutcome",
+    "EvalResult",
+    "FolderEvaluation",
+    "ImageScores",
+    "Pairing",
+    "PairingError",
+    "dataset_name",
+    "evaluate_folders",
+    "evaluate_pairs",
+    "format_table",
+    "pair_by_stem",
+    "read_results",
+    "score_image",
+    "summarize",
+    "write_reports",
+]
