@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import (
+    CLIError,
     Failures,
     add_model_args,
     add_runtime_args,
@@ -38,6 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     positive("batch-size", args.batch_size)
     positive("size", args.size)
+    if args.threads is not None:
+        positive("threads", args.threads)
     check_device(args.device)
     model = args.model or (None if args.weights else DEFAULT_MODEL)
     weights = args.weights or str(default_weights(model))
@@ -48,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         failures.add(what, message)
     written = 0
     if jobs:
-        backend = make_backend(args.backend, model, weights, args.device, args.threads)
+        try:
+            backend = make_backend(args.backend, model, weights, args.device, args.threads)
+        except ValueError as e:
+            raise CLIError(str(e)) from e
         predictor = Predictor(backend, args.size)
         report = run_batch(jobs, predictor, args.batch_size, args.workers,
                            progress=not args.quiet)
