@@ -18,25 +18,43 @@ class CLIError(Exception):
 
 def add_model_args(p: argparse.ArgumentParser, weights_required: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", "-m", default=None,
-                   help="preset name (csnet-l-x1, csnet-l-x2, ...); optional with --weights")
-    g.add_argument("--weights", "-w", required=weights_required, default=None,
-                   help="released checkpoint folder (.pth.tar + .bin), a sod100k checkpoint "
-                        "file, or a training run folder")
+    g.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="preset name (csnet-l-x1, csnet-l-x2, ...); optional with --weights",
+    )
+    g.add_argument(
+        "--weights",
+        "-w",
+        required=weights_required,
+        default=None,
+        help="released checkpoint folder (.pth.tar + .bin), a sod100k checkpoint "
+        "file, or a training run folder",
+    )
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
-    g.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                   help="network input side in pixels (default %(default)s, as the reference)")
+    g.add_argument(
+        "--size",
+        type=int,
+        default=DEFAULT_SIZE,
+        help="network input side in pixels (default %(default)s, as the reference)",
+    )
     g.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    g.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="inference backend: torch (eager), torch-fused (folded BN, merged "
-                        "convs) or onnx (ONNX Runtime, CPU; --weights may be a .onnx file); "
-                        "default %(default)s")
-    g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for inference (default: all cores)")
+    g.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="inference backend: torch (eager), torch-fused (folded BN, merged "
+        "convs) or onnx (ONNX Runtime, CPU; --weights may be a .onnx file); "
+        "default %(default)s",
+    )
+    g.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for inference (default: all cores)"
+    )
 
 
 def positive(name: str, value: int) -> int:
