@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def main() -> None:
     args = p.parse_args()
     rows = [measure(s, args) for s in args.settings]
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = "PYTHONPATH=src python benchmarks/e2e.py " + " ".join(sys.argv[1:])
+    command = "PYTHONPATH=src python benchmarks/e2e.py " + shlex.join(sys.argv[1:])
     lines = [
         f"{args.machine}; {date}. Command: `{command}`",
         "",

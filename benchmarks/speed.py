@@ -7,9 +7,8 @@ checkpoints, at 224 and 384 pixels, batch 1 and 16, 1 and 2 threads, and writes
     PYTHONPATH=src python benchmarks/speed.py --weights ../shared/weights \\
         --calibration ../shared/data/DUTS-TR-2k/images --out benchmarks/results
 
-torch.compile (inductor) compiles once per input shape, which costs tens of seconds
-on a small machine, so it is measured for batch 1 and 16 at 224 only (``--compile-all``
-measures every cell).
+torch.compile (inductor) compiles once per input shape, which costs minutes on a small
+machine, so it is measured at 224, batch 1 only (``--compile-all`` measures every cell).
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ import datetime
 import json
 import logging
 import platform
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,6 +64,11 @@ def torch_runner(model: torch.nn.Module, x: np.ndarray) -> Callable[[], object]:
     return run
 
 
+def onnx_runner(model: Path, threads: int, x: np.ndarray) -> Callable[[], object]:
+    backend = OnnxBackend(model, threads)
+    return lambda: backend(x)
+
+
 def calibration_inputs(folder: Path, count: int) -> list[np.ndarray]:
     return [preprocess(load_rgb(p), 224)[None] for p in list_images(folder)[:count]]
 
@@ -88,10 +94,10 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
                 runners: dict[str, Callable[[], object]] = {
                     "eager": torch_runner(eager, x),
                     "fused": torch_runner(fused, x),
-                    "onnx-fp32": lambda b=OnnxBackend(fp32, threads), x=x: b(x),
-                    "onnx-int8": lambda b=OnnxBackend(int8, threads), x=x: b(x),
+                    "onnx-fp32": onnx_runner(fp32, threads, x),
+                    "onnx-int8": onnx_runner(int8, threads, x),
                 }
-                if args.compile_all or size == 224:
+                if args.compile_all or (size == 224 and batch == 1):
                     runners["compile"] = torch_runner(compiled, x)
                 for variant in VARIANTS:
                     if variant in runners:
@@ -161,12 +167,7 @@ def main() -> None:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "PYTHONPATH=src python benchmarks/speed.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if k not in ("machine",) and v is not False
-        ),
+        "command": "PYTHONPATH=src python benchmarks/speed.py " + shlex.join(sys.argv[1:]),
     }
     with tempfile.TemporaryDirectory(prefix="sod100k-speed-") as tmp:
         rows = [r for name in args.models for r in bench_model(name, args, Path(tmp))]

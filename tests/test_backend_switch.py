@@ -97,3 +97,13 @@ def test_predict_reports_an_unloadable_onnx_file(three_images, tmp_path, capsys)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.onnx: cannot load ONNX model" in err[0]
+
+
+def test_api_backend_switch(weights_x1, ecssd) -> None:
+    from sod100k.api import saliency
+
+    image = ecssd / "images" / "0001.jpg"
+    ref = saliency(image, weights=weights_x1, backend="torch")
+    fast = saliency(image, weights=weights_x1, backend="onnx", threads=1)
+    assert fast.shape == ref.shape and fast.dtype == np.uint8
+    assert np.abs(ref.astype(int) - fast).max() <= 1
