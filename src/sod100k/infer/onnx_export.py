@@ -46,8 +46,9 @@ def export_bytes(model: nn.Module, opset: int = OPSET, sample_size: int = 224) -
     dynamic = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
-        # The TorchScript exporter warns that it is superseded; it handles our dynamic
-        # interpolation sizes without guards, which the dynamo exporter does not.
+        # The TorchScript exporter (which warns that it is superseded) exports this graph
+        # about 4x faster than the dynamo one, whose graph ran no faster in ONNX Runtime;
+        # export time matters because the onnx backend exports at start-up.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net,
