@@ -9,6 +9,7 @@ import torch
 from sod100k.checkpoints.loading import load_model
 from sod100k.infer.fused import FusedCSNet, fuse_csnet
 from sod100k.models import CSNet, HeadConfig, LayerConfig, UnitConfig, unpruned
+from sod100k.nn.goctconv import GOctConv, ScaledConv2d
 
 TOL = 1e-4
 
@@ -25,7 +26,7 @@ def randomise_bn(model: CSNet, rng: np.random.Generator) -> None:
                 m.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, n)))
             elif isinstance(m, torch.nn.PReLU):
                 m.weight.copy_(torch.from_numpy(rng.uniform(0.0, 0.5, m.num_parameters)))
-            elif isinstance(m, torch.nn.Conv2d) and type(m) is not torch.nn.Conv2d:
+            elif isinstance(m, ScaledConv2d) or (isinstance(m, GOctConv) and m.single):
                 m.weight.mul_(0.01)  # x100 convs: keep activations in a sane range
 
 
@@ -80,7 +81,7 @@ def test_fused_matches_reference_logits(name: str, parity_dir, request) -> None:
 def test_fused_matches_eager_on_random_pruned_configs(seed: int) -> None:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    config = random_pruned_config(rng, scales=2 + seed % 2)
+    config = random_pruned_config(rng, scales=1 + seed % 3)  # 1 scale: plain strided convs
     eager = CSNet(config).eval()
     randomise_bn(eager, rng)
     fused = fuse_csnet(eager)
