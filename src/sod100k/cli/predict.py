@@ -34,9 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--streams",
         type=int,
         default=1,
-        help="batches run through the network concurrently (default 1); on a "
-        "2-core CPU, --backend onnx --streams 2 --threads 1 --batch-size 1 "
-        "is fastest",
+        help="batches run through the network concurrently (default 1); try "
+        "--streams 2 --threads 1 --batch-size 1 against the default on your CPU",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_args(p)

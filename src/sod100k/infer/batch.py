@@ -145,8 +145,10 @@ def run_batch(
     Three stages overlap: ``workers`` threads decode and resize images (a bounded number
     of batches ahead, so memory stays flat on big folders), ``streams`` threads run the
     network on whole batches concurrently, and the decode threads also turn logits into
-    PNG files. On a small CPU, several single-threaded streams with small batches keep
-    the cores busier than one multi-threaded call (see ``docs/readme/speed.md``).
+    PNG files. Single-image ONNX Runtime calls are cheaper per image than batched ones
+    (cache-friendlier), so single-threaded streams with batch 1 can beat one
+    multi-threaded call on batches; which wins depends on the machine
+    (``benchmarks/e2e.py``).
     """
     report = BatchReport([], [])
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
