@@ -48,10 +48,15 @@ def get_predictor(
     device: str = "cpu",
     size: int = DEFAULT_SIZE,
     backend: str = "torch",
+    threads: int | None = None,
 ) -> Predictor:
-    """A cached :class:`Predictor` (the model is loaded once per argument set)."""
+    """A cached :class:`Predictor` (the model is loaded once per argument set).
+
+    ``backend`` is ``torch``, ``torch-fused`` or ``onnx`` (ONNX Runtime, CPU; ``weights``
+    may then be an ``.onnx`` file); ``threads`` sets the CPU threads it uses.
+    """
     path = weights if weights is not None else str(default_weights(model))
-    return Predictor(make_backend(backend, model, path, device=device), size)
+    return Predictor(make_backend(backend, model, path, device=device, threads=threads), size)
 
 
 def saliency(
@@ -61,13 +66,15 @@ def saliency(
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
     backend: str = "torch",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Saliency map of ``image`` (path, bytes, PIL image or array) as ``H x W`` uint8.
 
-    The map has the image's original size and follows the reference test protocol.
+    The map has the image's original size and follows the reference test protocol;
+    ``backend`` and ``threads`` as in :func:`get_predictor`.
     """
     weights_arg = None if weights is None else str(weights)
-    return get_predictor(model, weights_arg, device, size, backend)(image)
+    return get_predictor(model, weights_arg, device, size, backend, threads)(image)
 
 
 predict = saliency

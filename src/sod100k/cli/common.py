@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sod100k.infer.predictor import DEFAULT_SIZE
+from sod100k.infer.runtime import BACKENDS
 
 
 class CLIError(Exception):
@@ -43,8 +44,17 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    g.add_argument("--backend", default="torch", help="inference backend (torch)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    g.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="inference backend: torch (eager), torch-fused (folded BN, merged "
+        "convs) or onnx (ONNX Runtime, CPU; --weights may be a .onnx file); "
+        "default %(default)s",
+    )
+    g.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for inference (default: all cores)"
+    )
 
 
 def positive(name: str, value: int) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import (
+    CLIError,
     Failures,
     add_model_args,
     add_runtime_args,
@@ -29,6 +30,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument("--workers", type=int, default=2, help="decode/encode threads")
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="batches run through the network concurrently (default 1); try "
+        "--streams 2 --threads 1 --batch-size 1 against the default on your CPU",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_args(p)
     add_runtime_args(p)
@@ -38,6 +46,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     positive("batch-size", args.batch_size)
     positive("size", args.size)
+    if args.threads is not None:
+        positive("threads", args.threads)
+    positive("streams", args.streams)
     check_device(args.device)
     model = args.model or (None if args.weights else DEFAULT_MODEL)
     weights = args.weights or str(default_weights(model))
@@ -48,9 +59,19 @@ def run(args: argparse.Namespace) -> int:
         failures.add(what, message)
     written = 0
     if jobs:
-        backend = make_backend(args.backend, model, weights, args.device, args.threads)
+        try:
+            backend = make_backend(args.backend, model, weights, args.device, args.threads)
+        except ValueError as e:
+            raise CLIError(str(e)) from e
         predictor = Predictor(backend, args.size)
-        report = run_batch(jobs, predictor, args.batch_size, args.workers, progress=not args.quiet)
+        report = run_batch(
+            jobs,
+            predictor,
+            args.batch_size,
+            args.workers,
+            progress=not args.quiet,
+            streams=args.streams,
+        )
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)

@@ -8,6 +8,7 @@ skipped and reported; outputs are written atomically and never over an input.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sod100k.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_rgb
+from sod100k.infer.backends import Backend
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import postprocess, preprocess
 from sod100k.utils.files import atomic_write_bytes
@@ -110,6 +112,25 @@ def _batches(items: list, n: int) -> Iterator[list]:
         yield items[i : i + n]
 
 
+Loaded = list[tuple[Job, Future]]
+Inferred = tuple[list[tuple[Job, np.ndarray, np.ndarray]], list[tuple[Job, Exception]]]
+
+
+def _infer(chunk: Loaded, backend: Backend) -> Inferred:
+    """Wait for a chunk's decoded images and run the network on the readable ones."""
+    good, bad = [], []
+    for job, fut in chunk:
+        try:
+            rgb, x = fut.result()
+            good.append((job, rgb, x))
+        except (ImageError, OSError, ValueError) as e:
+            bad.append((job, e))
+    if not good:
+        return [], bad
+    logits = backend(np.stack([x for _, _, x in good]))
+    return [(job, rgb, lg) for (job, rgb, _), lg in zip(good, logits, strict=True)], bad
+
+
 def run_batch(
     jobs: list[Job],
     predictor: Predictor,
@@ -117,8 +138,18 @@ def run_batch(
     workers: int = 2,
     render: Renderer = render_mask,
     progress: bool = True,
+    streams: int = 1,
 ) -> BatchReport:
-    """Predict and write every job; never raises for a bad item."""
+    """Predict and write every job; never raises for a bad item.
+
+    Three stages overlap: ``workers`` threads decode and resize images (a bounded number
+    of batches ahead, so memory stays flat on big folders), ``streams`` threads run the
+    network on whole batches concurrently, and the decode threads also turn logits into
+    PNG files. Single-image ONNX Runtime calls are cheaper per image than batched ones
+    (cache-friendlier), so single-threaded streams with batch 1 can beat one
+    multi-threaded call on batches; which wins depends on the machine
+    (``benchmarks/e2e.py``).
+    """
     report = BatchReport([], [])
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
 
@@ -127,36 +158,51 @@ def run_batch(
         atomic_write_bytes(job.dst, encode_png(render(rgb, sal)))
         return job.dst
 
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as pool:
-        pending: list[tuple[Job, Future]] = []
+    chunks = list(_batches(jobs, batch_size))
+    lookahead = streams + 2  # batches being decoded beyond those being inferred
+    writes: list[tuple[Job, Future]] = []
 
-        def collect(done: list[tuple[Job, Future]]) -> None:
-            for job, fut in done:
-                try:
-                    report.written.append(fut.result())
-                except (OSError, ValueError) as e:
-                    _fail(report, bar, job, e)
-                bar.update(1)
+    def collect(all_done: bool) -> None:
+        nonlocal writes
+        done = writes if all_done else [w for w in writes if w[1].done()]
+        writes = [] if all_done else [w for w in writes if not w[1].done()]
+        for job, fut in done:
+            try:
+                report.written.append(fut.result())
+            except (OSError, ValueError) as e:
+                _fail(report, bar, job, e)
+            bar.update(1)
 
-        # Decoding runs ahead by two batches so the network never waits for the disk.
-        loads = [(job, pool.submit(_load, job, predictor.size)) for job in jobs]
-        for chunk in _batches(loads, batch_size):
-            good = []
-            for job, fut in chunk:
-                try:
-                    good.append((job, *fut.result()))
-                except (ImageError, OSError, ValueError) as e:
-                    _fail(report, bar, job, e)
-                    bar.update(1)
-            if not good:
-                continue
-            logits = predictor.backend(np.stack([x for _, _, x in good]))
-            for (job, rgb, _), lg in zip(good, logits, strict=True):
-                pending.append((job, pool.submit(write, job, rgb, lg)))
-            done = [p for p in pending if p[1].done()]
-            pending = [p for p in pending if not p[1].done()]
-            collect(done)
-        collect(pending)
+    def handle(result: Inferred) -> None:
+        inferred, bad = result
+        for job, e in bad:
+            _fail(report, bar, job, e)
+            bar.update(1)
+        for job, rgb, lg in inferred:
+            writes.append((job, io.submit(write, job, rgb, lg)))
+        collect(all_done=False)
+
+    with (
+        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as io,
+        ThreadPoolExecutor(max(1, streams), thread_name_prefix="sod-infer") as infer,
+    ):
+        loads: dict[int, Loaded] = {}
+
+        def load(k: int) -> None:
+            if k < len(chunks):
+                loads[k] = [(job, io.submit(_load, job, predictor.size)) for job in chunks[k]]
+
+        for k in range(lookahead):
+            load(k)
+        running: deque[Future] = deque()
+        for k in range(len(chunks)):
+            running.append(infer.submit(_infer, loads.pop(k), predictor.backend))
+            load(k + lookahead)
+            while len(running) > max(1, streams) or (running and running[0].done()):
+                handle(running.popleft().result())
+        while running:
+            handle(running.popleft().result())
+        collect(all_done=True)
     bar.close()
     return report
 

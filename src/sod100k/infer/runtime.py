@@ -1,11 +1,18 @@
-"""Backend selection by name (``torch``; further backends register here)."""
+"""Backend selection by name: ``torch`` (eager), ``torch-fused`` and ``onnx``."""
 
 from __future__ import annotations
 
-from sod100k.checkpoints.loading import load_model
-from sod100k.infer.backends import Backend, TorchBackend
+import logging
+from pathlib import Path
 
-BACKENDS = ("torch",)
+import torch
+
+from sod100k.checkpoints.loading import load_model
+from sod100k.infer.backends import Backend, OnnxBackend, TorchBackend
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "torch-fused", "onnx")
 
 
 def make_backend(
@@ -15,10 +22,32 @@ def make_backend(
     device: str = "cpu",
     threads: int | None = None,
 ) -> Backend:
-    if name == "torch":
-        if threads:
-            import torch
+    """A backend called ``name`` for the given model/weights.
 
+    * ``torch``: the eager model, as trained;
+    * ``torch-fused``: its inference form (:mod:`sod100k.infer.fused`), same outputs;
+    * ``onnx``: ONNX Runtime on CPU. ``weights`` may be an ``.onnx`` file (for instance an
+      int8 one from ``sod100k export --int8``); any other weights are exported in memory.
+
+    ``threads`` sets torch's intra-op threads (torch backends, process-wide) or the ONNX
+    Runtime session's thread pool.
+    """
+    if name in ("torch", "torch-fused"):
+        if threads:
             torch.set_num_threads(threads)
-        return TorchBackend(load_model(model, weights, device=device), device)
+        net = load_model(model, weights, device=device)
+        if name == "torch-fused":
+            from sod100k.infer.fused import fuse_csnet
+
+            net = fuse_csnet(net)
+        return TorchBackend(net, device, name=name)
+    if name == "onnx":
+        if device != "cpu":
+            raise ValueError(f"the onnx backend runs on the CPU only, not on {device!r}")
+        if weights is not None and Path(weights).suffix == ".onnx":
+            return OnnxBackend(Path(weights), threads)
+        from sod100k.infer.onnx_export import export_bytes
+
+        log.info("exporting %s to ONNX in memory", weights or model)
+        return OnnxBackend(export_bytes(load_model(model, weights)), threads)
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

@@ -1,0 +1,109 @@
+"""``--backend torch|torch-fused|onnx`` in the API and in ``sod100k predict``."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from sod100k.cli import main
+from sod100k.infer.runtime import make_backend
+
+
+@pytest.fixture(scope="module")
+def three_images(ecssd, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("in")
+    for src in sorted((ecssd / "images").iterdir())[:3]:
+        shutil.copy(src, folder / src.name)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["torch-fused", "onnx"])
+def test_backends_agree_with_eager(name, weights_x1) -> None:
+    x = np.random.default_rng(0).standard_normal((2, 3, 128, 96), dtype=np.float32)
+    eager = make_backend("torch", None, str(weights_x1))(x)
+    other = make_backend(name, None, str(weights_x1), threads=1)
+    assert other.name == name
+    assert np.abs(other(x) - eager).max() < 1e-4
+
+
+def test_unknown_backend_is_rejected(weights_x1) -> None:
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_backend("tensorrt", None, str(weights_x1))
+
+
+def test_predict_with_onnx_backend_matches_torch(three_images, weights_x2, tmp_path) -> None:
+    outs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        argv = [
+            "predict",
+            str(three_images),
+            "-o",
+            str(out),
+            "-w",
+            str(weights_x2),
+            "--backend",
+            backend,
+            "--threads",
+            "2",
+            "-q",
+        ]
+        assert main(argv) == 0
+        outs[backend] = {
+            p.name: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(out.glob("*.png"))
+        }
+    assert len(outs["onnx"]) == 3 and outs["onnx"].keys() == outs["torch"].keys()
+    for name, ref in outs["torch"].items():
+        # logits agree to 1e-4, so the truncated uint8 maps differ by at most one level
+        assert np.abs(ref.astype(int) - outs["onnx"][name]).max() <= 1
+
+
+def test_predict_with_onnx_file_as_weights(three_images, weights_x1, tmp_path) -> None:
+    model = tmp_path / "x1.onnx"
+    assert main(["export", "-w", str(weights_x1), "--out", str(model)]) == 0
+    out = tmp_path / "maps"
+    argv = [
+        "predict",
+        str(three_images),
+        "-o",
+        str(out),
+        "-w",
+        str(model),
+        "--backend",
+        "onnx",
+        "-q",
+    ]
+    assert main(argv) == 0
+    assert len(list(out.glob("*.png"))) == 3
+
+
+def test_predict_reports_an_unloadable_onnx_file(three_images, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00" * 10)
+    argv = [
+        "predict",
+        str(three_images),
+        "-o",
+        str(tmp_path / "o"),
+        "-w",
+        str(bad),
+        "--backend",
+        "onnx",
+        "-q",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.onnx: cannot load ONNX model" in err[0]
+
+
+def test_api_backend_switch(weights_x1, ecssd) -> None:
+    from sod100k.api import saliency
+
+    image = ecssd / "images" / "0001.jpg"
+    ref = saliency(image, weights=weights_x1, backend="torch")
+    fast = saliency(image, weights=weights_x1, backend="onnx", threads=1)
+    assert fast.shape == ref.shape and fast.dtype == np.uint8
+    assert np.abs(ref.astype(int) - fast).max() <= 1
