@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sod100k.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_rgb
+from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import postprocess, preprocess
 from sod100k.utils.files import atomic_write_bytes
@@ -44,8 +45,25 @@ def render_mask(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
     return sal
 
 
-def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path,
-              suffix: str = ".png") -> tuple[list[Job], list[tuple[str, str]]]:
+def render_rgba(rgb: np.ndarray, sal: np.ndarray, threshold: int | None = None) -> np.ndarray:
+    return cutout_rgba(rgb, alpha_matte(rgb, sal, threshold))
+
+
+def render_overlay(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
+    return overlay_rgb(rgb, sal)
+
+
+#: ``sod100k predict --format`` choices.
+RENDERERS: dict[str, Renderer] = {
+    "mask": render_mask,
+    "rgba": render_rgba,
+    "overlay": render_overlay,
+}
+
+
+def plan_jobs(
+    inputs: Iterable[str | Path], out_dir: str | Path, suffix: str = ".png"
+) -> tuple[list[Job], list[tuple[str, str]]]:
     """Map every input image to its output path; problems come back as failures.
 
     A folder's images keep their sub-folder layout under ``out_dir``; a file lands in
@@ -75,8 +93,12 @@ def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path,
     for job in jobs:
         dst = job.dst.resolve()
         if dst in sources:
-            failed.append((str(job.src), f"output {job.dst} would overwrite an input; "
-                                         "choose another --output"))
+            failed.append(
+                (
+                    str(job.src),
+                    f"output {job.dst} would overwrite an input; choose another --output",
+                )
+            )
         elif dst in seen:
             failed.append((str(job.src), f"output {job.dst} already taken by {seen[dst]}"))
         else:
@@ -146,7 +168,7 @@ def run_batch(
             if not good:
                 continue
             logits = predictor.backend(np.stack([x for _, _, x in good]))
-            for (job, rgb, _), lg in zip(good, logits):
+            for (job, rgb, _), lg in zip(good, logits, strict=True):
                 pending.append((job, pool.submit(write, job, rgb, lg)))
             done = [p for p in pending if p[1].done()]
             pending = [p for p in pending if not p[1].done()]

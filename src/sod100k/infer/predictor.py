@@ -32,7 +32,9 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         logits = self.logits(images)
-        return [postprocess(lg, im.shape[0], im.shape[1]) for lg, im in zip(logits, images)]
+        return [
+            postprocess(lg, im.shape[0], im.shape[1]) for lg, im in zip(logits, images, strict=True)
+        ]
 
     def __call__(self, image) -> np.ndarray:
         """Saliency map of one image (a path, bytes, PIL image or array)."""
