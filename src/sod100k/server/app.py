@@ -64,7 +64,9 @@ def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
             w, h = img.size
     except UnidentifiedImageError as e:
         raise RequestError(415, f"{name}: not an image file (unrecognised format)") from e
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise RequestError(413, f"{name}: refused as a decompression bomb ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:
         raise RequestError(400, f"{name}: corrupt or truncated image ({e})") from e
     if w * h > max_pixels:
         raise RequestError(413, f"{name}: image too large ({w}x{h}, limit {max_pixels / 1e6:g} MP)")
