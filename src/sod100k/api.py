@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from sod100k.data.images import to_rgb
+from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb, to_pil
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
 from sod100k.infer.runtime import make_backend
 
@@ -78,3 +81,41 @@ def saliency(
 
 
 predict = saliency
+
+
+def _image_and_map(image, model, weights, size, device, backend):
+    rgb = to_rgb(image)
+    weights_arg = None if weights is None else str(weights)
+    return rgb, get_predictor(model, weights_arg, device, size, backend)(rgb)
+
+
+def remove_background(
+    image,
+    model: str = DEFAULT_MODEL,
+    weights: str | Path | None = None,
+    threshold: int | None = None,
+    refine: bool = True,
+    size: int = DEFAULT_SIZE,
+    device: str = "cpu",
+    backend: str = "torch",
+) -> Image.Image:
+    """Cut the salient object out of ``image``: an RGBA PIL image of the original size.
+
+    By default the alpha is soft (the saliency map, edge-refined with a guided filter,
+    see :mod:`sod100k.infer.cutout`); ``threshold`` (0-255) makes it a hard 0/255 mask.
+    """
+    rgb, sal = _image_and_map(image, model, weights, size, device, backend)
+    return to_pil(cutout_rgba(rgb, alpha_matte(rgb, sal, threshold, refine)))
+
+
+def overlay(
+    image,
+    model: str = DEFAULT_MODEL,
+    weights: str | Path | None = None,
+    size: int = DEFAULT_SIZE,
+    device: str = "cpu",
+    backend: str = "torch",
+) -> Image.Image:
+    """``image`` tinted red where it is salient, as an RGB PIL image (for a quick look)."""
+    rgb, sal = _image_and_map(image, model, weights, size, device, backend)
+    return to_pil(overlay_rgb(rgb, sal))

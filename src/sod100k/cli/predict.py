@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from sod100k.cli.common import (
     check_device,
     positive,
 )
-from sod100k.infer.batch import plan_jobs, run_batch
+from sod100k.infer.batch import RENDERERS, plan_jobs, render_rgba, run_batch
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
 
@@ -24,11 +25,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="predict saliency maps for images and folders",
-        description="Write one PNG saliency map per input image, at the image's original "
-        "size, named after the input (sub-folders of an input folder are mirrored).",
+        description="Write one PNG (saliency map, cut-out or overlay) per input image, "
+        "at the image's original size, named after the input (sub-folders of an input "
+        "folder are mirrored).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--format",
+        "-f",
+        choices=sorted(RENDERERS),
+        default="mask",
+        help="mask: grey saliency map; rgba: cut-out with soft, edge-refined "
+        "alpha; overlay: image tinted where salient (default %(default)s)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        default=None,
+        help="rgba only: hard alpha, 255 where the map >= this (0-255)",
+    )
     p.add_argument("--workers", type=int, default=2, help="decode/encode threads")
     p.add_argument(
         "--streams",
@@ -50,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
         positive("threads", args.threads)
     positive("streams", args.streams)
     check_device(args.device)
+    if args.threshold is not None and not 0 <= args.threshold <= 255:
+        raise CLIError(f"--threshold must be in 0..255, got {args.threshold}")
+    render = RENDERERS[args.format]
+    if args.threshold is not None:
+        if args.format != "rgba":
+            raise CLIError("--threshold only applies to --format rgba")
+        render = functools.partial(render_rgba, threshold=args.threshold)
     model = args.model or (None if args.weights else DEFAULT_MODEL)
     weights = args.weights or str(default_weights(model))
     jobs, planned_failures = plan_jobs(args.inputs, args.output)
@@ -69,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
             predictor,
             args.batch_size,
             args.workers,
+            render,
             progress=not args.quiet,
             streams=args.streams,
         )
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
-    print(f"wrote {written} saliency map(s) to {args.output}", file=sys.stderr)
+    print(f"wrote {written} {args.format} image(s) to {args.output}", file=sys.stderr)
     failures.report()
     return 1 if failures else 0

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from sod100k.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_rgb
 from sod100k.infer.backends import Backend
+from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import postprocess, preprocess
 from sod100k.utils.files import atomic_write_bytes
@@ -44,6 +45,22 @@ class BatchReport:
 
 def render_mask(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
     return sal
+
+
+def render_rgba(rgb: np.ndarray, sal: np.ndarray, threshold: int | None = None) -> np.ndarray:
+    return cutout_rgba(rgb, alpha_matte(rgb, sal, threshold))
+
+
+def render_overlay(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
+    return overlay_rgb(rgb, sal)
+
+
+#: ``sod100k predict --format`` choices.
+RENDERERS: dict[str, Renderer] = {
+    "mask": render_mask,
+    "rgba": render_rgba,
+    "overlay": render_overlay,
+}
 
 
 def plan_jobs(

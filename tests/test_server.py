@@ -1,0 +1,97 @@
+"""HTTP API with FastAPI's test client: endpoints, limits and the bad-input corpus."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from badinputs import corpus
+from sod100k.infer.predictor import Predictor
+from sod100k.infer.runtime import make_backend
+from sod100k.server import ServerSettings, create_app
+
+
+@pytest.fixture(scope="module")
+def predictor(weights_x2) -> Predictor:
+    return Predictor(make_backend("torch", "csnet-l-x2", str(weights_x2)))
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    settings = ServerSettings(max_upload_bytes=2_000_000, max_pixels=4_000_000, workers=2)
+    with TestClient(create_app(predictor, settings)) as c:
+        yield c
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _post(client, path: str, name: str, data: bytes, **params):
+    return client.post(
+        path, files={"file": (name, data, "application/octet-stream")}, params=params
+    )
+
+
+def test_healthz_docs_and_page(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/saliency", "/v1/cutout", "/healthz"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="cutout-download"' in page.text
+
+
+def test_saliency_and_cutout_match_the_python_api(client, predictor, ecssd):
+    path = sorted((ecssd / "images").glob("*.jpg"))[0]
+    data = path.read_bytes()
+    r = _post(client, "/v1/saliency", path.name, data)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    sal = np.asarray(Image.open(io.BytesIO(r.content)))
+    np.testing.assert_array_equal(sal, predictor(data))
+    r = _post(client, "/v1/cutout", path.name, data)
+    cut = Image.open(io.BytesIO(r.content))
+    assert r.status_code == 200 and cut.mode == "RGBA" and cut.size == Image.open(path).size
+    hard = _post(client, "/v1/cutout", path.name, data, threshold=128)
+    assert set(np.unique(np.asarray(Image.open(io.BytesIO(hard.content)))[..., 3])) <= {0, 255}
+    assert _post(client, "/v1/cutout", path.name, data, threshold=999).status_code == 422
+
+
+@pytest.mark.parametrize("case", corpus(), ids=lambda c: c.name)
+def test_bad_input_corpus_gets_4xx_and_server_stays_up(client, case):
+    r = _post(client, "/v1/saliency", case.name, case.data)
+    if case.map_size is None:
+        assert 400 <= r.status_code < 500
+        assert case.name in r.json()["error"]
+    else:
+        assert r.status_code == 200
+        # EXIF orientation is honoured: the map has the displayed (rotated) size.
+        assert np.asarray(Image.open(io.BytesIO(r.content))).shape == case.map_size
+    assert client.get("/healthz").status_code == 200
+
+
+def test_status_codes_for_each_kind_of_bad_input(client):
+    by_name = {c.name: c.data for c in corpus()}
+    assert _post(client, "/v1/cutout", "t.jpg", by_name["text_renamed.jpg"]).status_code == 415
+    assert _post(client, "/v1/cutout", "z.jpg", b"").status_code == 400
+    assert _post(client, "/v1/cutout", "t.png", by_name["truncated.png"]).status_code == 400
+    assert _post(client, "/v1/cutout", "b.png", by_name["bomb.png"]).status_code == 413
+
+
+def test_upload_and_pixel_limits(client):
+    too_many_pixels = _png(Image.new("L", (2500, 2000)))  # 5 MP > 4 MP, small file
+    r = _post(client, "/v1/saliency", "big.png", too_many_pixels)
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+    noise = np.random.default_rng(0).integers(0, 255, (1000, 1000, 3), dtype=np.uint8)
+    too_many_bytes = _png(Image.fromarray(noise))  # ~3 MB > 2 MB
+    r = _post(client, "/v1/saliency", "noise.png", too_many_bytes)
+    assert r.status_code == 413 and "upload too large" in r.json()["error"]
+    assert client.post("/v1/saliency").status_code == 422  # no file field
+    assert client.get("/healthz").status_code == 200
