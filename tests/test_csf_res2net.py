@@ -41,7 +41,7 @@ def test_parameter_count(model):
     # The rest is our CSF head.
     backbone = sum(p.numel() for p in model.backbone.parameters())
     assert backbone == 23_669_352
-    assert count_params(model) == 34_042_089
+    assert count_params(model) == 36_528_489
 
 
 def test_frozen_bn_stays_frozen_in_train_mode(model):

@@ -18,14 +18,19 @@ class CSFRes2NetConfig:
     """Head widths of CSF+Res2Net; the backbone is fixed (Res2Net-50 v1b 26w4s).
 
     ``fuse_channels`` are the per-scale widths after the 1x1 gOctConv over the four stage
-    outputs (1408 together, as in the paper); ``dilation_channels[k]`` are the widths of
+    outputs (1408 together, split 1:2:4:4 as in the reference code); ``dilation_channels[k]`` are the widths of
     the dilation-1, 2, 4, 8, 16 convs of branch k (each sum divisible by ``groups``).
     """
 
     name: str = "csf-res2net50"
-    fuse_channels: tuple[int, ...] = (352, 352, 352, 352)
-    dilation_channels: tuple[tuple[int, ...], ...] = ((96, 64, 64, 64, 64),) * 4
-    head_out_channels: int = 352
+    fuse_channels: tuple[int, ...] = (128, 256, 512, 512)
+    dilation_channels: tuple[tuple[int, ...], ...] = (
+        (25, 25, 25, 25, 28),
+        (51, 51, 51, 51, 52),
+        (102, 102, 102, 102, 104),
+        (102, 102, 102, 102, 104),
+    )
+    head_out_channels: int = 1408
     groups: int = 32
     frozen_bn: bool = True
 
