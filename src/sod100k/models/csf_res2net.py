@@ -18,8 +18,9 @@ class CSFRes2NetConfig:
     """Head widths of CSF+Res2Net; the backbone is fixed (Res2Net-50 v1b 26w4s).
 
     ``fuse_channels`` are the per-scale widths after the 1x1 gOctConv over the four stage
-    outputs (1408 together, split 1:2:4:4 as in the reference code); ``dilation_channels[k]`` are the widths of
-    the dilation-1, 2, 4, 8, 16 convs of branch k (each sum divisible by ``groups``).
+    outputs (1408 together, split 1:2:4:4 as in the reference code);
+    ``dilation_channels[k]`` are the widths of the dilation-1, 2, 4, 8, 16 convs of
+    branch k (each sum divisible by ``groups``).
     """
 
     name: str = "csf-res2net50"
@@ -80,6 +81,8 @@ class CSFRes2Net(nn.Module):
             config.dilation_channels,
             config.head_out_channels,
             multiscale_norm_layer=lambda c: nn.GroupNorm(groups, c),
+            # The reference CSF head uses plain dilated convs (no x100, unlike CSNet).
+            multiscale_conv_layer=nn.Conv2d,
         )
         self.classifier = nn.Conv2d(config.head_out_channels, 1, 1)
 
