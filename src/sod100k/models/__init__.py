@@ -1,6 +1,7 @@
 """Model definitions, their configs and the registry of presets."""
 
 from sod100k.models.config import ConfigError, HeadConfig, LayerConfig, UnitConfig, unpruned
+from sod100k.models.csf_res2net import CSFRes2Net, CSFRes2NetConfig
 from sod100k.models.csnet import CSNet
 from sod100k.models.registry import (
     Architecture,
@@ -29,8 +30,19 @@ register_preset(
         "CSNet-L, base width 40, unpruned (released: 140,894 params after pruning)",
     )
 )
+register_architecture(Architecture("csf-res2net50", CSFRes2Net, CSFRes2NetConfig.from_dict))
+register_preset(
+    Preset(
+        "csf-res2net50",
+        "csf-res2net50",
+        CSFRes2NetConfig,
+        "CSF head on Res2Net-50 v1b 26w4s (random-init backbone unless given ImageNet weights)",
+    )
+)
 
 __all__ = [
+    "CSFRes2Net",
+    "CSFRes2NetConfig",
     "CSNet",
     "ConfigError",
     "HeadConfig",

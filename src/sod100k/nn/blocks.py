@@ -124,6 +124,7 @@ class DilatedConvBlock(nn.Module):
         dilation_channels: Sequence[int],
         dilations: Sequence[int],
         norm_layer: NormFactory = nn.BatchNorm2d,
+        conv_layer: type[nn.Conv2d] = ScaledConv2d,
     ) -> None:
         super().__init__()
         if len(dilation_channels) != len(dilations):
@@ -135,10 +136,8 @@ class DilatedConvBlock(nn.Module):
         self.dilations = [int(d) for d in dilations]
         self.convs = nn.ModuleDict(
             {
-                str(d): ScaledConv2d(in_channels, c, 3, padding=dil, dilation=dil, bias=False)
-                for d, (c, dil) in enumerate(
-                    zip(self.dilation_channels, self.dilations, strict=True)
-                )
+                str(d): conv_layer(in_channels, c, 3, padding=dil, dilation=dil, bias=False)
+                for d, (c, dil) in enumerate(zip(self.dilation_channels, self.dilations, strict=True))
                 if c > 0
             }
         )
@@ -169,12 +168,15 @@ class CSFHead(nn.Module):
         dilations: Sequence[int] = (1, 2, 4, 8, 16),
         norm_layer: NormFactory = nn.BatchNorm2d,
         multiscale_norm_layer: NormFactory = nn.BatchNorm2d,
+        multiscale_conv_layer: type[nn.Conv2d] = ScaledConv2d,
     ) -> None:
         super().__init__()
         self.fuse = GOctCBR(in_channels, fuse_channels, 1, norm_layer=norm_layer)
         self.multiscale = nn.ModuleDict(
             {
-                str(k): DilatedConvBlock(c, dils, dilations, multiscale_norm_layer)
+                str(k): DilatedConvBlock(
+                    c, dils, dilations, multiscale_norm_layer, multiscale_conv_layer
+                )
                 for k, (c, dils) in enumerate(zip(fuse_channels, dilation_channels, strict=True))
                 if sum(dils) > 0
             }

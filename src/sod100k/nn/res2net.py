@@ -1,0 +1,166 @@
+"""Res2Net-50 v1b 26w4s backbone (deep stem, avg-pool shortcut downsampling).
+
+Module names follow the public Res2Net v1b release (``conv1.0``, ``layer1.0.convs.0``,
+``layer1.0.downsample.1``, ...) so its ImageNet state dict loads without remapping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+
+class BackboneWeightsError(ValueError):
+    """A backbone weight file that cannot be loaded; the message names the file."""
+
+
+class Bottle2neck(nn.Module):
+    """Scale-split bottleneck: the 3x3 stage works on ``scale`` channel groups in a cascade."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        downsample: nn.Module | None,
+        base_width: int = 26,
+        scale: int = 4,
+        first: bool = False,
+    ) -> None:
+        super().__init__()
+        width = planes * base_width // 64
+        self.width, self.scale, self.first = width, scale, first
+        self.conv1 = nn.Conv2d(inplanes, width * scale, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(width, width, 3, stride, 1, bias=False) for _ in range(scale - 1)
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(scale - 1))
+        # The first block of a stage cannot cascade (shapes change), so its last group
+        # is only average-pooled, as in the release.
+        self.pool = nn.AvgPool2d(3, stride, 1) if first else None
+        self.conv3 = nn.Conv2d(width * scale, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        groups = torch.split(out, self.width, dim=1)
+        parts = []
+        sp = groups[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
+            sp = groups[i] if self.first or i == 0 else sp + groups[i]
+            sp = self.relu(bn(conv(sp)))
+            parts.append(sp)
+        parts.append(self.pool(groups[-1]) if self.pool is not None else groups[-1])
+        out = self.bn3(self.conv3(torch.cat(parts, dim=1)))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class Res2Net50(nn.Module):
+    """Res2Net-50 v1b 26w4s; ``forward`` returns the four stage outputs (1/4 .. 1/32)."""
+
+    stage_channels = (256, 512, 1024, 2048)
+
+    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), frozen_bn: bool = True) -> None:
+        super().__init__()
+        self.frozen_bn = frozen_bn
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 64, 3, 1, 1, bias=False),
+        )
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.inplanes = 64
+        self.layer1 = self._stage(64, layers[0], 1)
+        self.layer2 = self._stage(128, layers[1], 2)
+        self.layer3 = self._stage(256, layers[2], 2)
+        self.layer4 = self._stage(512, layers[3], 2)
+        if frozen_bn:
+            self._freeze_bn()
+
+    def _stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        out = planes * Bottle2neck.expansion
+        # v1b: downsample the shortcut by average pooling, then a stride-1 1x1 conv.
+        downsample = nn.Sequential(
+            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False),
+            nn.Conv2d(self.inplanes, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        )
+        layers = [Bottle2neck(self.inplanes, planes, stride, downsample, first=True)]
+        self.inplanes = out
+        layers += [Bottle2neck(out, planes, 1, None) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def _freeze_bn(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Res2Net50:
+        super().train(mode)
+        # Frozen BN keeps ImageNet statistics even while the rest trains (batch size 1).
+        if self.frozen_bn:
+            self._freeze_bn()
+        return self
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outs = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            outs.append(x)
+        return outs
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load ImageNet weights in the public Res2Net v1b layout from a local file.
+
+        The classifier (``fc.*``) is ignored; any other missing or unexpected key is an
+        error that lists them.
+        """
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise BackboneWeightsError(f"{path}: not a readable torch state dict: {e}") from e
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise BackboneWeightsError(f"{path}: holds {type(state).__name__}, not a state dict")
+        state = {
+            k.removeprefix("module."): v
+            for k, v in state.items()
+            if not k.removeprefix("module.").startswith("fc.")
+        }
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise BackboneWeightsError(
+                f"{path}: not a Res2Net-50 v1b 26w4s state dict; "
+                f"missing keys {_short(missing)}; unexpected keys {_short(unexpected)}"
+            )
+        bad = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if bad:
+            raise BackboneWeightsError(f"{path}: wrong shapes for keys {_short(bad)}")
+        self.load_state_dict(state)
+
+
+def _short(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return f"[{shown}]{more}"
