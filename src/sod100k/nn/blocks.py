@@ -137,7 +137,9 @@ class DilatedConvBlock(nn.Module):
         self.convs = nn.ModuleDict(
             {
                 str(d): conv_layer(in_channels, c, 3, padding=dil, dilation=dil, bias=False)
-                for d, (c, dil) in enumerate(zip(self.dilation_channels, self.dilations, strict=True))
+                for d, (c, dil) in enumerate(
+                    zip(self.dilation_channels, self.dilations, strict=True)
+                )
                 if c > 0
             }
         )
