@@ -63,7 +63,9 @@ class DynamicWeightDecay:
         self.terms: list[tuple[nn.BatchNorm2d, float]] = []
         self._magnitude: dict[int, Tensor] = {}
         self._handles = []
-        for unit, weights in zip(model.branch_units(), branch_flop_weights(model, expand)):
+        for unit, weights in zip(
+            model.branch_units(), branch_flop_weights(model, expand), strict=True
+        ):
             for key, norm in unit.norms.items():
                 self.terms.append((norm, weights[int(key)]))
                 self._handles.append(norm.register_forward_hook(self._record))
