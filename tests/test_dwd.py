@@ -24,21 +24,23 @@ def test_penalty_value_and_gradient_match_the_formula():
     dwd = DynamicWeightDecay(net, coefficient=3.0)
     outputs = {}
     hooks = [
-        norm.register_forward_hook(lambda m, i, o: outputs.__setitem__(id(m), o.detach()))
-        for norm, _ in dwd.terms
+        act.register_forward_hook(lambda m, i, o: outputs.__setitem__(id(m), o.detach()))
+        for unit in net.branch_units()
+        for act in unit.acts.values()
     ]
+    act_of = {id(u.norms[k]): id(u.acts[k]) for u in net.branch_units() for k in u.norms}
     net(torch.randn(2, 3, 32, 32))
     for h in hooks:
         h.remove()
     expected = sum(
-        0.5 * f * (outputs[id(n)].mean(dim=(2, 3)).abs().mean(0) * n.weight**2).sum()
+        0.5 * f * (outputs[act_of[id(n)]].mean(dim=(2, 3)).abs().mean(0) * n.weight**2).sum()
         for n, f in dwd.terms
     )
     value = dwd.penalty()
     torch.testing.assert_close(value, 3.0 * expected)
     value.backward()
     norm, f = dwd.terms[5]
-    gap = outputs[id(norm)].mean(dim=(2, 3)).abs().mean(0)
+    gap = outputs[act_of[id(norm)]].mean(dim=(2, 3)).abs().mean(0)
     torch.testing.assert_close(norm.weight.grad, 3.0 * f * gap * norm.weight.detach())
 
 

@@ -2,7 +2,7 @@
 
 For every backbone unit (gOctCBR or depthwise CBR) and every output branch ``k`` the
 loss gets ``0.5 * f_k * |GAP(out_c)| * gamma_c^2`` per channel ``c``, where ``GAP`` is the
-detached global-average of the channel's normalised output, averaged over the batch, and
+detached global-average of the channel's output (after BN and PReLU), averaged over the batch, and
 ``f_k`` grows with the branch's resolution. Channels that contribute little therefore
 decay fast and their gammas collapse to ~0, ready for pruning.
 """
@@ -68,11 +68,15 @@ class DynamicWeightDecay:
         ):
             for key, norm in unit.norms.items():
                 self.terms.append((norm, weights[int(key)]))
-                self._handles.append(norm.register_forward_hook(self._record))
+            self._handles.append(unit.register_forward_hook(self._record))
 
-    def _record(self, module: nn.Module, _inputs: tuple, output: Tensor) -> None:
-        if torch.is_grad_enabled() and module.training:
-            self._magnitude[id(module)] = output.detach().float().mean(dim=(2, 3)).abs().mean(0)
+    def _record(self, unit: nn.Module, _inputs: tuple, outputs: list) -> None:
+        # As the reference: the magnitude of the unit's output, i.e. after BN and PReLU.
+        if not (torch.is_grad_enabled() and unit.training):
+            return
+        for key, norm in unit.norms.items():
+            y = outputs[int(key)].detach().float()
+            self._magnitude[id(norm)] = y.mean(dim=(2, 3)).abs().mean(0)
 
     def gammas(self) -> Iterator[nn.Parameter]:
         """The BN weights under dynamic decay (to exclude from plain weight decay)."""
