@@ -12,7 +12,18 @@ from sod100k.cli.common import CLIError, setup_logging
 from sod100k.models.config import ConfigError
 
 #: Sub-command modules; each defines ``add_parser(subparsers)`` and a ``run(args) -> int``.
-COMMANDS = ["predict", "info", "evaluate", "benchmark", "plot", "export", "serve"]
+COMMANDS = [
+    "predict",
+    "info",
+    "evaluate",
+    "benchmark",
+    "plot",
+    "export",
+    "serve",
+    "train",
+    "prune",
+    "finetune",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

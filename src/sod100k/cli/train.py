@@ -1,0 +1,114 @@
+"""``sod100k train``: train a model on an images/ + masks/ folder (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sod100k.cli.common import CLIError, check_device
+from sod100k.models import registry
+from sod100k.train.config import build_config
+from sod100k.train.loop import Trainer
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``finetune``; unset ones come from recipe/config."""
+    p.add_argument("--data", help="training set: images/ + masks/ (or DUTS *-Image/*-Mask)")
+    p.add_argument("--val", help="validation set, same layout (MAE and max F every epoch)")
+    p.add_argument("--out", help="run folder for checkpoints and logs")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--config", help="TOML file with training options (CLI values win)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--accumulate", type=int, help="gradient accumulation steps")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--milestones", type=int, nargs="+", help="epochs where lr drops")
+    p.add_argument("--size", type=int, help="training side in pixels")
+    p.add_argument("--dwd", action=argparse.BooleanOptionalAction, help="dynamic weight decay")
+    p.add_argument("--dwd-coefficient", type=float)
+    p.add_argument("--dwd-expand", type=float, help="FLOPs expansion factor of DWD")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (CUDA)")
+    p.add_argument("--val-limit", type=int, help="validate on the first N images only")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train CSNet (dynamic weight decay on by default)")
+    p.add_argument("--model", "-m", help="preset to train from scratch (default csnet-l-x2)")
+    p.add_argument("--init", help="start from these weights (e.g. a pruned checkpoint)")
+    add_training_args(p)
+    return p
+
+
+OPTION_NAMES = [
+    "data",
+    "val",
+    "out",
+    "model",
+    "init",
+    "batch_size",
+    "accumulate",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "milestones",
+    "size",
+    "dwd",
+    "dwd_coefficient",
+    "dwd_expand",
+    "workers",
+    "seed",
+    "device",
+    "amp",
+    "val_limit",
+]
+
+
+def run(args: argparse.Namespace, finetune: bool = False) -> int:
+    overrides = {k: getattr(args, k, None) for k in OPTION_NAMES}
+    config_file = args.config
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "last.pt").is_file():
+            raise CLIError(f"{run_dir}: no last.pt to resume from")
+        saved = _saved_options(run_dir / "last.pt")
+        overrides = {**saved, **{k: v for k, v in overrides.items() if v is not None}}
+        overrides["out"] = str(run_dir)
+    for name in ("data", "out"):
+        if not overrides.get(name):
+            raise CLIError(f"--{name} is required")
+    out = Path(overrides["out"])
+    if not args.resume and (out / "last.pt").exists():
+        raise CLIError(f"{out}: holds a run already; use --resume {out} or another --out")
+    if overrides.get("device"):
+        check_device(overrides["device"])
+    arch = _arch(overrides)
+    cfg = build_config(arch, overrides, config_file, finetune=finetune)
+    trainer = Trainer(cfg, resume=bool(args.resume))
+    try:
+        history = trainer.fit()
+    finally:
+        trainer.close()
+    if trainer.is_main and history:
+        last = history[-1]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items())
+        print(f"{out}: {len(history)} epoch(s) trained; last: {shown}")
+    return 0
+
+
+def _arch(overrides: dict) -> str:
+    if overrides.get("init"):
+        from sod100k.checkpoints.loading import load_weights
+
+        return load_weights(overrides["init"])[0]
+    return registry.get_preset(overrides.get("model") or "csnet-l-x2").arch
+
+
+def _saved_options(path: Path) -> dict:
+    from sod100k.checkpoints.native import read_checkpoint
+
+    extra = read_checkpoint(path).get("extra") or {}
+    return dict(extra.get("train_config", {}))

@@ -1,0 +1,107 @@
+"""Saliency datasets: image/mask pairs from a folder, with the reference augmentation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sod100k.data.images import ImageError, list_images, load_mask, load_rgb
+from sod100k.infer.preprocess import MEAN, STD
+
+log = logging.getLogger(__name__)
+
+#: Largest number of pixels cropped off each side during training (reference: 0..14).
+MAX_CROP = 14
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used (missing folders, no pairs)."""
+
+
+def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
+    """``(images, masks)`` folders of ``root``: ``images/`` + ``masks/`` or DUTS ``*-Image``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return root / "images", root / "masks"
+    images = sorted(root.glob("*-Image"))
+    masks = sorted(root.glob("*-Mask"))
+    if len(images) == 1 and len(masks) == 1:
+        return images[0], masks[0]
+    raise DatasetError(f"{root}: expected images/ and masks/ (or DUTS *-Image/ and *-Mask/)")
+
+
+def pair_by_stem(root: str | Path) -> list[tuple[Path, Path]]:
+    """Image/mask pairs with the same file stem; unpaired files are logged and skipped."""
+    image_dir, mask_dir = find_pair_folders(root)
+    masks = {p.stem: p for p in list_images(mask_dir)}
+    pairs, unpaired = [], 0
+    for image in list_images(image_dir):
+        if image.stem in masks:
+            pairs.append((image, masks[image.stem]))
+        else:
+            unpaired += 1
+    if unpaired:
+        log.warning("%s: %d image(s) without a mask are skipped", root, unpaired)
+    if not pairs:
+        raise DatasetError(f"{root}: no image/mask pairs with matching file names")
+    return pairs
+
+
+def _normalise(rgb: np.ndarray) -> torch.Tensor:
+    x = (rgb.astype(np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class SaliencyDataset(Dataset):
+    """Pairs of normalised ``3 x S x S`` images and binary ``1 x S x S`` masks.
+
+    With ``augment`` (training) each side loses a random 0..14 px, then the pair is
+    flipped with p = 0.5 (left-right or up-down, equally likely) before the resize to
+    ``size``, as in the reference recipe. Unreadable pairs raise :class:`ImageError`
+    naming the file; mismatched image/mask sizes too.
+    """
+
+    def __init__(self, root: str | Path, size: int = 224, augment: bool = False) -> None:
+        self.pairs = pair_by_stem(root)
+        self.size = size
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_path, mask_path = self.pairs[index]
+        rgb, mask = load_rgb(image_path), load_mask(mask_path)
+        if rgb.shape[:2] != mask.shape:
+            raise ImageError(
+                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image is "
+                f"{rgb.shape[1]}x{rgb.shape[0]}"
+            )
+        return rgb, mask.astype(np.float32)
+
+    def _augment(self, rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = mask.shape
+        top, bottom, left, right = np.random.randint(0, MAX_CROP + 1, size=4)
+        if h - top - bottom >= 2 and w - left - right >= 2:
+            rgb = rgb[top : h - bottom, left : w - right]
+            mask = mask[top : h - bottom, left : w - right]
+        if np.random.rand() < 0.5:
+            axis = 1 if np.random.rand() < 0.5 else 0
+            rgb, mask = np.flip(rgb, axis), np.flip(mask, axis)
+        return rgb, mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, mask = self.load(index)
+        if self.augment:
+            rgb, mask = self._augment(rgb, mask)
+        size = (self.size, self.size)
+        rgb = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_NEAREST)
+        return _normalise(rgb), torch.from_numpy(mask)[None]

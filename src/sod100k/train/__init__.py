@@ -1,0 +1,1 @@
+"""Training, dynamic weight decay and channel pruning of CSNet."""

@@ -1,0 +1,80 @@
+"""Training configuration: recipe defaults, then a TOML file, then command-line values."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sod100k.models.config import ConfigError
+from sod100k.train.recipes import recipe
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved in every checkpoint)."""
+
+    data: str
+    out: str
+    model: str = "csnet-l-x2"
+    val: str | None = None
+    init: str | None = None
+    batch_size: int = 24
+    accumulate: int = 1
+    epochs: int = 300
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 5e-3
+    milestones: tuple[int, ...] = (200, 250)
+    lr_gamma: float = 0.1
+    size: int = 224
+    dwd: bool = True
+    dwd_coefficient: float = 3.0
+    dwd_expand: float = 2.0
+    workers: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True
+    val_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "accumulate", "epochs", "size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.dwd_coefficient < 0:
+            raise ConfigError("lr must be positive, weight_decay and dwd_coefficient >= 0")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+
+
+FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file; unknown keys are an error naming the file."""
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read training config: {e}") from e
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown training option(s): {', '.join(unknown)}")
+    return values
+
+
+def build_config(
+    arch: str, overrides: dict[str, Any], file: str | Path | None = None, finetune: bool = False
+) -> TrainConfig:
+    """Recipe of ``arch`` <- TOML ``file`` <- ``overrides`` (``None`` values are ignored)."""
+    values: dict[str, Any] = recipe(arch, finetune)
+    if file is not None:
+        values.update(read_toml(file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("betas", "milestones"):
+        values[key] = tuple(values[key])
+    try:
+        return TrainConfig(**values)
+    except TypeError as e:
+        raise ConfigError(f"training config: {e}") from e

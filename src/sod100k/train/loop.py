@@ -1,0 +1,228 @@
+"""The trainer: BCE-with-logits on saliency masks, Adam, step schedule, dynamic weight decay.
+
+Runs in one process or under ``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL on
+CUDA); only rank 0 validates, logs and writes checkpoints. Every epoch ends with an
+atomic ``last.pt`` that holds the optimizer state, so ``resume`` continues exactly: the
+shuffling and augmentation of each epoch are seeded from ``seed`` and the epoch number.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import py_sod_metrics
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from tqdm import tqdm
+
+from sod100k.checkpoints.loading import load_model, save_model
+from sod100k.checkpoints.native import read_checkpoint
+from sod100k.data.dataset import SaliencyDataset
+from sod100k.models import registry
+from sod100k.train.config import TrainConfig
+from sod100k.train.dwd import DynamicWeightDecay
+from sod100k.train.metrics_log import MetricsLog
+
+log = logging.getLogger(__name__)
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Step schedule: ``lr`` times ``lr_gamma`` for every milestone reached (0-based epochs)."""
+    return cfg.lr * cfg.lr_gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def _seed_worker(_worker_id: int) -> None:
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+class Trainer:
+    """One training run in ``cfg.out``; :meth:`fit` trains to ``cfg.epochs``."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = torch.device(cfg.device)
+        if self.world > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.amp = cfg.amp and self.device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        self.model = self._build_model().to(self.device).train()
+        self.dwd = (
+            DynamicWeightDecay(self.model, cfg.dwd_coefficient, cfg.dwd_expand) if cfg.dwd else None
+        )
+        self.optimizer = self._build_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.start_epoch, self.best_mae = 0, float("inf")
+        if resume:
+            self._resume()
+        self.net: nn.Module = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.train_set = SaliencyDataset(cfg.data, cfg.size, augment=True)
+        self.val_set = self._val_set()
+        self.metrics = MetricsLog(self.run_dir) if self.is_main else None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _build_model(self) -> nn.Module:
+        if self.cfg.init:
+            return load_model(weights=self.cfg.init)
+        return registry.create_model(self.cfg.model)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        decayed_by_dwd = {id(p) for p in self.dwd.gammas()} if self.dwd else set()
+        plain = [p for p in self.model.parameters() if id(p) not in decayed_by_dwd]
+        groups: list[dict[str, Any]] = [{"params": plain, "weight_decay": self.cfg.weight_decay}]
+        if decayed_by_dwd:
+            gammas = [p for p in self.model.parameters() if id(p) in decayed_by_dwd]
+            groups.append({"params": gammas, "weight_decay": 0.0})
+        return torch.optim.Adam(groups, lr=self.cfg.lr, betas=self.cfg.betas)
+
+    def _val_set(self) -> Subset | SaliencyDataset | None:
+        if not self.cfg.val:
+            return None
+        val = SaliencyDataset(self.cfg.val, self.cfg.size, augment=False)
+        if self.cfg.val_limit:
+            return Subset(val, range(min(self.cfg.val_limit, len(val))))
+        return val
+
+    def _resume(self) -> None:
+        path = self.run_dir / "last.pt"
+        payload = read_checkpoint(path)
+        extra = payload.get("extra") or {}
+        if "optimizer" not in extra:
+            raise ValueError(f"{path}: checkpoint holds no training state to resume from")
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(extra["optimizer"])
+        self.scaler.load_state_dict(extra["scaler"])
+        self.start_epoch = int(extra["epoch"]) + 1
+        self.best_mae = float(extra["best_mae"])
+        log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch - 1)
+
+    def _loader(self, epoch: int) -> DataLoader:
+        seed = self.cfg.seed * 100_003 + epoch
+        if self.world > 1:
+            sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.cfg.seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(self.train_set, generator=torch.Generator().manual_seed(seed))
+        np.random.seed((seed + 7919 * self.rank) % 2**32)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.workers,
+            worker_init_fn=_seed_worker,
+            generator=torch.Generator().manual_seed(seed + 7919 * self.rank),
+            drop_last=len(self.train_set) >= self.cfg.batch_size * self.world,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.cfg, epoch)
+        loader = self._loader(epoch)
+        totals = {"loss": 0.0, "bce": 0.0, "dwd": 0.0}
+        steps = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not self.is_main, leave=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(bar):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = self.net(x)
+            bce = F.binary_cross_entropy_with_logits(logits.float(), y)
+            penalty = self.dwd.penalty().to(bce.device) if self.dwd else torch.zeros(())
+            loss = bce + penalty
+            self.scaler.scale(loss / self.cfg.accumulate).backward()
+            if (i + 1) % self.cfg.accumulate == 0 or i + 1 == len(loader):
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+            steps += 1
+            totals["loss"] += loss.item()
+            totals["bce"] += bce.item()
+            totals["dwd"] += penalty.item()
+            bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}")
+        return {f"train_{k}": v / max(steps, 1) for k, v in totals.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """MAE and max F-measure on the validation set, at the network's input size."""
+        if self.val_set is None:
+            return {}
+        self.model.eval()
+        mae, fm = py_sod_metrics.MAE(), py_sod_metrics.Fmeasure()
+        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=0)
+        for x, y in loader:
+            prob = torch.sigmoid(self.model(x.to(self.device)).float()).cpu().numpy()
+            for p, g in zip(prob[:, 0], y[:, 0].numpy(), strict=True):
+                pred, gt = (p * 255).astype(np.uint8), (g * 255).astype(np.uint8)
+                mae.step(pred=pred, gt=gt)
+                fm.step(pred=pred, gt=gt)
+        self.model.train()
+        return {
+            "val_mae": float(mae.get_results()["mae"]),
+            "val_max_f": float(fm.get_results()["fm"]["curve"].max()),
+        }
+
+    def _save(self, epoch: int, values: dict[str, float]) -> None:
+        """``last.pt`` every epoch; ``best.pt`` when validation MAE (else train loss) improves."""
+        extra = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "best_mae": self.best_mae,
+            "train_config": {k: v for k, v in asdict(self.cfg).items() if v is not None},
+        }
+        meta = {"epoch": epoch + 1, **values}
+        score = values.get("val_mae", values["train_loss"])
+        improved = score < self.best_mae
+        if improved:
+            self.best_mae = extra["best_mae"] = score
+        save_model(self.run_dir / "last.pt", self.model, metadata=meta, extra=extra)
+        if improved:
+            save_model(self.run_dir / "best.pt", self.model, metadata=meta)
+
+    def fit(self) -> list[dict[str, float]]:
+        """Train from ``start_epoch`` to ``cfg.epochs``; returns the per-epoch metrics."""
+        history = []
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.metrics.truncate_after(self.start_epoch)
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            values = self.train_epoch(epoch)
+            values["lr"] = lr_at(self.cfg, epoch)
+            if self.is_main:
+                values.update(self.validate())
+                self.metrics.write(epoch + 1, values)
+                self._save(epoch, values)
+                log.info("epoch %d: %s", epoch + 1, values)
+            history.append(values)
+            if self.world > 1:
+                dist.barrier()
+        return history
+
+    def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
+        if self.dwd:
+            self.dwd.remove()
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

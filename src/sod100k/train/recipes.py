@@ -1,0 +1,39 @@
+"""Default training recipes per architecture, equal to the reference code's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Keyed by architecture name; ``finetune`` overrides the recipe for ``sod100k finetune``.
+RECIPES: dict[str, dict[str, Any]] = {
+    "csnet": {
+        "batch_size": 24,
+        "accumulate": 1,
+        "epochs": 300,
+        "lr": 1e-4,
+        "betas": (0.9, 0.99),
+        "weight_decay": 5e-3,
+        "milestones": (200, 250),
+        "lr_gamma": 0.1,
+        "size": 224,
+        "dwd": True,
+        "dwd_coefficient": 3.0,
+        "dwd_expand": 2.0,
+    },
+}
+
+#: Fine-tuning a pruned net (reference finetune.py): lr steps at 50 and 100, no more decay
+#: of the gammas. The epoch count is ours: the reference stops by hand after the last step.
+FINETUNE: dict[str, dict[str, Any]] = {
+    "csnet": {"epochs": 150, "milestones": (50, 100), "dwd": False},
+}
+
+
+def recipe(arch: str, finetune: bool = False) -> dict[str, Any]:
+    """The default hyper-parameters of ``arch`` (for fine-tuning when ``finetune``)."""
+    if arch not in RECIPES:
+        raise ValueError(f"no training recipe for architecture {arch!r}; known: {sorted(RECIPES)}")
+    out = dict(RECIPES[arch])
+    if finetune:
+        out.update(FINETUNE.get(arch, {}))
+    return out
