@@ -2,7 +2,7 @@
 
 Usage (from the repository root; heavy, so under the shared lock):
 
-    flock /tmp/sod100k-heavy.lock python benchmarks/eval_speed.py \
+    python benchmarks/eval_speed.py \
         --pred /tmp/ours-x1 --gt ../shared/data/ECSSD/masks --workers 1 2
 """
 

@@ -14,7 +14,7 @@ Usage (from the repository root; heavy, so under the shared lock):
 
     PYTHONPATH=src python -m sod100k predict ../shared/data/ECSSD/images \
         -o /tmp/ours-x1 --model csnet-l-x1 --weights ../shared/weights/csnet-L-x1
-    flock /tmp/sod100k-heavy.lock python benchmarks/reference_protocol.py \
+    python benchmarks/reference_protocol.py \
         --model csnet-l-x1 --weights ../shared/weights/csnet-L-x1 \
         --images ../shared/data/ECSSD/images --masks ../shared/data/ECSSD/masks \
         --ours /tmp/ours-x1 --reference /tmp/ref-x1 --report /tmp/protocol-x1.json
