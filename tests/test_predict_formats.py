@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -9,22 +11,14 @@ from badinputs import write_corpus
 from sod100k.cli import main
 
 
+def predict(src: Path, out: Path, weights: Path, *options: str) -> int:
+    return main(["predict", str(src), "-o", str(out), "-w", str(weights), "-q", *options])
+
+
 def test_cli_skips_bad_inputs_writes_good_ones_and_exits_non_zero(tmp_path, weights_x2, capsys):
     cases = write_corpus(tmp_path / "in")
     out = tmp_path / "out"
-    code = main(
-        [
-            "predict",
-            str(tmp_path / "in"),
-            "-o",
-            str(out),
-            "-w",
-            str(weights_x2),
-            "-m",
-            "csnet-l-x2",
-            "-q",
-        ]
-    )
+    code = predict(tmp_path / "in", out, weights_x2, "-m", "csnet-l-x2")
     assert code == 1
     err = capsys.readouterr().err
     for case in cases:
@@ -43,63 +37,11 @@ def test_cli_formats(tmp_path, weights_x2, ecssd):
     expected = {"mask": "L", "rgba": "RGBA", "overlay": "RGB"}
     for fmt, mode in expected.items():
         out = tmp_path / fmt
-        assert (
-            main(
-                [
-                    "predict",
-                    str(src),
-                    "-o",
-                    str(out),
-                    "-w",
-                    str(weights_x2),
-                    "-m",
-                    "csnet-l-x2",
-                    "-q",
-                    "--format",
-                    fmt,
-                ]
-            )
-            == 0
-        )
+        assert predict(src, out, weights_x2, "-m", "csnet-l-x2", "--format", fmt) == 0
         img = Image.open(out / (src.stem + ".png"))
         assert (img.mode, img.size) == (mode, size)
     out = tmp_path / "hard"
-    assert (
-        main(
-            [
-                "predict",
-                str(src),
-                "-o",
-                str(out),
-                "-w",
-                str(weights_x2),
-                "-m",
-                "csnet-l-x2",
-                "-q",
-                "-f",
-                "rgba",
-                "--threshold",
-                "128",
-            ]
-        )
-        == 0
-    )
+    assert predict(src, out, weights_x2, "-f", "rgba", "--threshold", "128") == 0
     alpha = np.asarray(Image.open(out / (src.stem + ".png")))[..., 3]
     assert set(np.unique(alpha)) <= {0, 255}
-    assert (
-        main(
-            [
-                "predict",
-                str(src),
-                "-o",
-                str(out),
-                "-w",
-                str(weights_x2),
-                "-f",
-                "mask",
-                "--threshold",
-                "128",
-            ]
-        )
-        == 2
-    )
+    assert predict(src, out, weights_x2, "-f", "mask", "--threshold", "128") == 2

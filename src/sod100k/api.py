@@ -85,8 +85,7 @@ predict = saliency
 
 def _image_and_map(image, model, weights, size, device, backend):
     rgb = to_rgb(image)
-    weights_arg = None if weights is None else str(weights)
-    return rgb, get_predictor(model, weights_arg, device, size, backend)(rgb)
+    return rgb, saliency(rgb, model, weights, size, device, backend)
 
 
 def remove_background(
