@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
 # CPU demo of the SOD100K recipe: train csnet-l-x1 from scratch with dynamic weight decay
-# on the first N pairs of DUTS-TR-2k, validate on the first V ECSSD images, prune, fine-tune.
-# Usage: benchmarks/train_demo.sh [N=160] [EPOCHS=2] [V=100] [WORK=/tmp/sod100k-demo]
+# on the first N pairs of DUTS-TR-2k, validate on ECSSD every epoch, prune (at the paper's
+# threshold 1e-20 and at a demo threshold), fine-tune the pruned net, plot the curves.
+# Usage: benchmarks/train_demo.sh [N=2000] [EPOCHS=5] [FT_EPOCHS=2] [THRESHOLD=0.5]
+#                                 [WORK=/tmp/sod100k-demo]
+# Stages can be re-run alone: STAGES="prune finetune plot" benchmarks/train_demo.sh ...
 set -euo pipefail
-N=${1:-160}; EPOCHS=${2:-2}; V=${3:-100}; WORK=${4:-/tmp/sod100k-demo}
+N=${1:-2000}; EPOCHS=${2:-5}; FT_EPOCHS=${3:-2}; THRESHOLD=${4:-0.5}
+WORK=${5:-/tmp/sod100k-demo}; STAGES=${STAGES:-train prune finetune plot}
 export PYTHONPATH=src
-rm -rf "$WORK"; mkdir -p "$WORK/subset/images" "$WORK/subset/masks"
-for img in $(ls ../shared/data/DUTS-TR-2k/images | head -n "$N"); do
-  ln -s "$(realpath ../shared/data/DUTS-TR-2k/images/$img)" "$WORK/subset/images/$img"
-  ln -s "$(realpath ../shared/data/DUTS-TR-2k/masks/${img%.*}.png)" "$WORK/subset/masks/${img%.*}.png"
-done
-python -m sod100k train --model csnet-l-x1 --data "$WORK/subset" --val ../shared/data/ECSSD \
-  --val-limit "$V" --out "$WORK/train" --epochs "$EPOCHS" --workers 1
-python -m sod100k prune "$WORK/train/last.pt" --threshold 1e-20 --out "$WORK/pruned.pt"
-python -m sod100k finetune "$WORK/pruned.pt" --data "$WORK/subset" --val ../shared/data/ECSSD \
-  --val-limit "$V" --out "$WORK/finetune" --epochs 1 --workers 1
-python benchmarks/plot_loss.py docs/train_demo_loss.png "$WORK/train" "$WORK/finetune"
-cat "$WORK/train/metrics.csv" "$WORK/finetune/metrics.csv"
+sod() { python -m sod100k "$@"; }
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+if has train; then
+  rm -rf "$WORK"; mkdir -p "$WORK/subset/images" "$WORK/subset/masks"
+  for img in $(ls ../shared/data/DUTS-TR-2k/images | head -n "$N"); do
+    ln -s "$(realpath ../shared/data/DUTS-TR-2k/images/$img)" "$WORK/subset/images/$img"
+    ln -s "$(realpath ../shared/data/DUTS-TR-2k/masks/${img%.*}.png)" "$WORK/subset/masks/${img%.*}.png"
+  done
+  sod train --model csnet-l-x1 --data "$WORK/subset" --val ../shared/data/ECSSD \
+    --out "$WORK/train" --epochs "$EPOCHS" --workers 1
+fi
+if has prune; then
+  python benchmarks/gamma_stats.py "$WORK/train/last.pt"
+  sod prune "$WORK/train/last.pt" --threshold 1e-20 --out "$WORK/pruned-1e-20.pt"
+  sod prune "$WORK/train/last.pt" --threshold "$THRESHOLD" --out "$WORK/pruned.pt"
+  sod info --weights "$WORK/pruned.pt"
+fi
+if has finetune; then
+  rm -rf "$WORK/finetune"
+  sod finetune "$WORK/pruned.pt" --data "$WORK/subset" --val ../shared/data/ECSSD \
+    --out "$WORK/finetune" --epochs "$FT_EPOCHS" --workers 1
+fi
+if has plot; then
+  python benchmarks/plot_loss.py docs/train_demo_loss.png "$WORK/train" "$WORK/finetune"
+  cat "$WORK/train/metrics.csv" "$WORK/finetune/metrics.csv"
+fi

@@ -13,10 +13,15 @@ def tiny_net() -> CSNet:
 
 
 def test_flop_weights_follow_the_reference_schedule():
-    w = branch_flop_weights(tiny_net())
+    w = branch_flop_weights(tiny_net(), expand=2.0)
     assert w[0] == [16.0, 8.0]  # stem: level 0 of 4, two branches
     assert w[3 * 4] == [8.0, 4.0]  # first unit of stage 2
     assert w[-1] == [1.0]  # last unit of stage 4: one branch at the lowest level
+
+
+def test_default_flop_weights_are_all_one_as_in_the_reference_training_config():
+    w = branch_flop_weights(tiny_net())
+    assert {f for unit in w for f in unit} == {1.0}
 
 
 def test_penalty_value_and_gradient_match_the_formula():

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 #: Largest number of pixels cropped off each side during training (reference: 0..14).
 MAX_CROP = 14
 
+#: Training augmentations: the CSNet recipe (crop 0..14 px per side, flip left-right or
+#: up-down with p = 0.5), the CSF/PoolNet recipe (left-right flip with p = 0.5), none.
+AUGMENTATIONS = ("csnet", "flip", "none")
+
 
 class DatasetError(ValueError):
     """A dataset folder that cannot be used (missing folders, no pairs)."""
@@ -60,15 +64,19 @@ def _normalise(rgb: np.ndarray) -> torch.Tensor:
 
 
 class SaliencyDataset(Dataset):
-    """Pairs of normalised ``3 x S x S`` images and binary ``1 x S x S`` masks.
+    """Pairs of normalised ``3 x H x W`` images and binary ``1 x H x W`` masks.
 
-    With ``augment`` (training) each side loses a random 0..14 px, then the pair is
-    flipped with p = 0.5 (left-right or up-down, equally likely) before the resize to
-    ``size``, as in the reference recipe. Unreadable pairs raise :class:`ImageError`
-    naming the file; mismatched image/mask sizes too.
+    ``augment`` is one of :data:`AUGMENTATIONS` (``"csnet"``: each side loses a random
+    0..14 px, then the pair is flipped with p = 0.5, left-right or up-down, equally
+    likely; ``"flip"``: left-right flip with p = 0.5). The pair is then resized to
+    ``size`` x ``size`` (bilinear image, nearest mask); ``size = 0`` keeps the image's
+    own size. Unreadable pairs raise :class:`ImageError` naming the file; mismatched
+    image/mask sizes too.
     """
 
-    def __init__(self, root: str | Path, size: int = 224, augment: bool = False) -> None:
+    def __init__(self, root: str | Path, size: int = 224, augment: str = "none") -> None:
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
         self.pairs = pair_by_stem(root)
         self.size = size
         self.augment = augment
@@ -87,6 +95,10 @@ class SaliencyDataset(Dataset):
         return rgb, mask.astype(np.float32)
 
     def _augment(self, rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.augment == "flip":
+            if np.random.rand() < 0.5:
+                rgb, mask = rgb[:, ::-1], mask[:, ::-1]
+            return rgb, mask
         h, w = mask.shape
         top, bottom, left, right = np.random.randint(0, MAX_CROP + 1, size=4)
         if h - top - bottom >= 2 and w - left - right >= 2:
@@ -99,9 +111,11 @@ class SaliencyDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, mask = self.load(index)
-        if self.augment:
+        if self.augment != "none":
             rgb, mask = self._augment(rgb, mask)
-        size = (self.size, self.size)
-        rgb = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_LINEAR)
-        mask = cv2.resize(np.ascontiguousarray(mask), size, interpolation=cv2.INTER_NEAREST)
+        rgb, mask = np.ascontiguousarray(rgb), np.ascontiguousarray(mask)
+        if self.size:
+            size = (self.size, self.size)
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         return _normalise(rgb), torch.from_numpy(mask)[None]

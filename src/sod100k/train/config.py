@@ -7,13 +7,22 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models.config import ConfigError
 from sod100k.train.recipes import recipe
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on (saved in every checkpoint)."""
+    """Everything a training run depends on (saved in every checkpoint).
+
+    ``size`` is the square training side (0: images at their own size, batch 1, as the
+    reference CSF recipe); ``augment`` is ``"csnet"`` (random crop + flip, the CSNet
+    recipe), ``"flip"`` (left-right flip only, the CSF recipe) or ``"none"``;
+    ``frozen_bn`` keeps every BatchNorm on its running statistics (the reference CSF
+    training runs the whole net in eval mode); ``backbone_weights`` names ImageNet
+    weights for a backbone (CSF + Res2Net-50).
+    """
 
     data: str
     out: str
@@ -31,17 +40,30 @@ class TrainConfig:
     size: int = 224
     dwd: bool = True
     dwd_coefficient: float = 3.0
-    dwd_expand: float = 2.0
+    dwd_expand: float = 1.0
     workers: int = 2
     seed: int = 0
     device: str = "cpu"
     amp: bool = True
     val_limit: int | None = None
+    augment: str = "csnet"
+    loss_reduction: str = "mean"
+    frozen_bn: bool = False
+    backbone_weights: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "accumulate", "epochs", "size"):
+        for name in ("batch_size", "accumulate", "epochs"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.size < 0 or (self.size == 0 and self.batch_size != 1):
+            raise ConfigError(
+                f"size must be positive (or 0 = native image size, with batch_size 1), "
+                f"got size {self.size} with batch_size {self.batch_size}"
+            )
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if self.loss_reduction not in ("mean", "sum"):
+            raise ConfigError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.dwd_coefficient < 0:
             raise ConfigError("lr must be positive, weight_decay and dwd_coefficient >= 0")
         if self.workers < 0:

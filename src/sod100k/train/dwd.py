@@ -1,10 +1,11 @@
 """Dynamic weight decay (SOD100K): a FLOPs-weighted, output-scaled decay on BN gammas.
 
 For every backbone unit (gOctCBR or depthwise CBR) and every output branch ``k`` the
-loss gets ``0.5 * f_k * |GAP(out_c)| * gamma_c^2`` per channel ``c``, where ``GAP`` is the
-detached global-average of the channel's output (after BN and PReLU), averaged over the batch, and
-``f_k`` grows with the branch's resolution. Channels that contribute little therefore
-decay fast and their gammas collapse to ~0, ready for pruning.
+loss gets ``0.5 * f_k * |GAP(out_c)| * gamma_c^2`` per channel ``c``, where ``GAP`` is
+the detached global-average of the channel's output (after BN and PReLU), averaged over
+the batch, and ``f_k`` grows with the branch's resolution when the expansion factor is
+above 1. Channels that contribute little therefore decay fast and their gammas collapse
+to ~0, ready for pruning.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from sod100k.models.csnet import CSNet
 
 DEFAULT_COEFFICIENT = 3.0
-DEFAULT_EXPAND = 2.0
+DEFAULT_EXPAND = 1.0  # reference csnet-L-x2_train.yml: AUTO.FLOPS.EXPAND 1.0
 
 
 def unit_levels(model: CSNet) -> list[int]:

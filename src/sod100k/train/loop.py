@@ -28,6 +28,8 @@ from sod100k.checkpoints.loading import load_model, save_model
 from sod100k.checkpoints.native import read_checkpoint
 from sod100k.data.dataset import SaliencyDataset
 from sod100k.models import registry
+from sod100k.models.config import ConfigError
+from sod100k.models.csnet import CSNet
 from sod100k.train.config import TrainConfig
 from sod100k.train.dwd import DynamicWeightDecay
 from sod100k.train.metrics_log import MetricsLog
@@ -60,10 +62,9 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.amp = cfg.amp and self.device.type == "cuda"
         torch.manual_seed(cfg.seed)
-        self.model = self._build_model().to(self.device).train()
-        self.dwd = (
-            DynamicWeightDecay(self.model, cfg.dwd_coefficient, cfg.dwd_expand) if cfg.dwd else None
-        )
+        self.model = self._build_model().to(self.device)
+        self._set_train_mode()
+        self.dwd = self._build_dwd()
         self.optimizer = self._build_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.start_epoch, self.best_mae = 0, float("inf")
@@ -73,7 +74,7 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.train_set = SaliencyDataset(cfg.data, cfg.size, augment=True)
+        self.train_set = SaliencyDataset(cfg.data, cfg.size, augment=cfg.augment)
         self.val_set = self._val_set()
         self.metrics = MetricsLog(self.run_dir) if self.is_main else None
 
@@ -82,9 +83,37 @@ class Trainer:
         return self.rank == 0
 
     def _build_model(self) -> nn.Module:
-        if self.cfg.init:
-            return load_model(weights=self.cfg.init)
-        return registry.create_model(self.cfg.model)
+        model = (
+            load_model(weights=self.cfg.init)
+            if self.cfg.init
+            else registry.create_model(self.cfg.model)
+        )
+        if self.cfg.backbone_weights:
+            backbone = getattr(model, "backbone", None)
+            if not hasattr(backbone, "load_pretrained"):
+                raise ConfigError(
+                    f"backbone_weights: {registry.arch_of(model)} has no pretrained backbone"
+                )
+            backbone.load_pretrained(self.cfg.backbone_weights)
+        return model
+
+    def _build_dwd(self) -> DynamicWeightDecay | None:
+        if not self.cfg.dwd:
+            return None
+        if not isinstance(self.model, CSNet):
+            raise ConfigError(
+                f"dynamic weight decay needs a CSNet, not {registry.arch_of(self.model)}; "
+                "turn it off with --no-dwd"
+            )
+        return DynamicWeightDecay(self.model, self.cfg.dwd_coefficient, self.cfg.dwd_expand)
+
+    def _set_train_mode(self) -> None:
+        """Train mode, but with ``frozen_bn`` every BatchNorm keeps its running stats."""
+        self.model.train()
+        if self.cfg.frozen_bn:
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         decayed_by_dwd = {id(p) for p in self.dwd.gammas()} if self.dwd else set()
@@ -98,7 +127,7 @@ class Trainer:
     def _val_set(self) -> Subset | SaliencyDataset | None:
         if not self.cfg.val:
             return None
-        val = SaliencyDataset(self.cfg.val, self.cfg.size, augment=False)
+        val = SaliencyDataset(self.cfg.val, self.cfg.size)
         if self.cfg.val_limit:
             return Subset(val, range(min(self.cfg.val_limit, len(val))))
         return val
@@ -140,27 +169,42 @@ class Trainer:
             group["lr"] = lr_at(self.cfg, epoch)
         loader = self._loader(epoch)
         totals = {"loss": 0.0, "bce": 0.0, "dwd": 0.0}
-        steps = 0
+        window = dict.fromkeys(totals, 0.0)  # the micro-batches of one optimizer step
+        steps, window_size = 0, 0
+        step = epoch * -(-len(loader) // self.cfg.accumulate)  # global optimizer step
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not self.is_main, leave=False)
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y) in enumerate(bar):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, enabled=self.amp):
                 logits = self.net(x)
-            bce = F.binary_cross_entropy_with_logits(logits.float(), y)
+            bce = self._bce(logits.float(), y)
             penalty = self.dwd.penalty().to(bce.device) if self.dwd else torch.zeros(())
             loss = bce + penalty
             self.scaler.scale(loss / self.cfg.accumulate).backward()
+            values = {"loss": loss.item(), "bce": bce.item(), "dwd": penalty.item()}
+            for key, value in values.items():
+                totals[key] += value
+                window[key] += value
+            steps, window_size = steps + 1, window_size + 1
             if (i + 1) % self.cfg.accumulate == 0 or i + 1 == len(loader):
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
-            steps += 1
-            totals["loss"] += loss.item()
-            totals["bce"] += bce.item()
-            totals["dwd"] += penalty.item()
+                step += 1
+                if self.metrics:
+                    mean = {k: v / window_size for k, v in window.items()}
+                    self.metrics.write_step(step, epoch + 1, mean)
+                window, window_size = dict.fromkeys(totals, 0.0), 0
             bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}")
         return {f"train_{k}": v / max(steps, 1) for k, v in totals.items()}
+
+    def _bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """BCE-with-logits: the pixel mean, or (``loss_reduction = "sum"``, the reference
+        CSF recipe) the pixel sum averaged over the batch."""
+        if self.cfg.loss_reduction == "sum":
+            return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -169,14 +213,15 @@ class Trainer:
             return {}
         self.model.eval()
         mae, fm = py_sod_metrics.MAE(), py_sod_metrics.Fmeasure()
-        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=0)
+        batch = self.cfg.batch_size if self.cfg.size else 1  # native sizes do not stack
+        loader = DataLoader(self.val_set, batch_size=batch, num_workers=0)
         for x, y in loader:
             prob = torch.sigmoid(self.model(x.to(self.device)).float()).cpu().numpy()
             for p, g in zip(prob[:, 0], y[:, 0].numpy(), strict=True):
                 pred, gt = (p * 255).astype(np.uint8), (g * 255).astype(np.uint8)
                 mae.step(pred=pred, gt=gt)
                 fm.step(pred=pred, gt=gt)
-        self.model.train()
+        self._set_train_mode()
         return {
             "val_mae": float(mae.get_results()["mae"]),
             "val_max_f": float(fm.get_results()["fm"]["curve"].max()),

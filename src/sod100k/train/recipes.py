@@ -18,7 +18,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "size": 224,
         "dwd": True,
         "dwd_coefficient": 3.0,
-        "dwd_expand": 2.0,
+        # The reference's published training config (CSNet_training/configs/
+        # csnet-L-x2_train.yml) sets AUTO.FLOPS.EXPAND 1.0, i.e. every f_k = 1; the hook's
+        # built-in fallback (used when a config leaves it at -1) is 2.
+        "dwd_expand": 1.0,
     },
 }
 
