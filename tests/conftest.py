@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SOD100K_SHARED", ROOT.parent / "shared"))
@@ -48,6 +49,24 @@ def duts2k() -> Path:
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
     return shared_path("parity")
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    """Eight 40x36 images with a bright square as the salient object."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(8):
+        img = rng.integers(0, 100, size=(36, 40, 3), dtype=np.uint8)
+        mask = np.zeros((36, 40), dtype=np.uint8)
+        y, x = rng.integers(0, 16, size=2)
+        img[y : y + 16, x : x + 16] += 150
+        mask[y : y + 16, x : x + 16] = 255
+        Image.fromarray(img).save(root / "images" / f"{i:02d}.jpg")
+        Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
+    return root
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Training runs end to end on a tiny net and tiny images; resume continues exactly."""
 
+import csv
 import os
 import shutil
 import subprocess
@@ -7,10 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from sod100k.checkpoints.loading import save_model
 from sod100k.checkpoints.native import read_checkpoint
@@ -19,24 +18,6 @@ from sod100k.models.config import unpruned
 from sod100k.models.csnet import CSNet
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture
-def tiny_data(tmp_path) -> Path:
-    """Eight 40x36 images with a bright square as the salient object."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(8):
-        img = rng.integers(0, 100, size=(36, 40, 3), dtype=np.uint8)
-        mask = np.zeros((36, 40), dtype=np.uint8)
-        y, x = rng.integers(0, 16, size=2)
-        img[y : y + 16, x : x + 16] += 150
-        mask[y : y + 16, x : x + 16] = 255
-        Image.fromarray(img).save(root / "images" / f"{i:02d}.jpg")
-        Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
-    return root
 
 
 @pytest.fixture
@@ -66,6 +47,10 @@ def test_train_writes_checkpoints_and_logs(tiny_data, tiny_init, tmp_path):
     lines = (out / "metrics.csv").read_text().splitlines()
     assert lines[0].split(",")[:5] == ["epoch", "train_loss", "train_bce", "train_dwd", "lr"]
     assert len(lines) == 3
+    steps = list(csv.DictReader((out / "steps.csv").open()))
+    # 8 images at batch 4: two optimizer steps per epoch, numbered globally.
+    assert [(int(r["step"]), int(r["epoch"])) for r in steps] == [(1, 1), (2, 1), (3, 2), (4, 2)]
+    assert all(float(r["loss"]) == pytest.approx(float(r["bce"]) + float(r["dwd"])) for r in steps)
     assert any((out / "tensorboard").iterdir())
     meta = read_checkpoint(out / "last.pt")["metadata"]
     assert meta["epoch"] == 2 and 0.0 <= meta["val_mae"] <= 1.0 and meta["train_dwd"] > 0

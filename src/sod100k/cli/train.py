@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sod100k.cli.common import CLIError, check_device
+from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models import registry
 from sod100k.train.config import build_config
 from sod100k.train.loop import Trainer
@@ -24,7 +25,15 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--milestones", type=int, nargs="+", help="epochs where lr drops")
-    p.add_argument("--size", type=int, help="training side in pixels")
+    p.add_argument("--size", type=int, help="training side in pixels (0: native, batch 1)")
+    p.add_argument("--augment", choices=AUGMENTATIONS, help="csnet: crop + flip; flip: l-r")
+    p.add_argument("--loss-reduction", choices=("mean", "sum"), help="BCE over the pixels")
+    p.add_argument(
+        "--frozen-bn",
+        action=argparse.BooleanOptionalAction,
+        help="keep every BatchNorm on its running statistics",
+    )
+    p.add_argument("--backbone-weights", help="ImageNet backbone weights (csf-res2net50)")
     p.add_argument("--dwd", action=argparse.BooleanOptionalAction, help="dynamic weight decay")
     p.add_argument("--dwd-coefficient", type=float)
     p.add_argument("--dwd-expand", type=float, help="FLOPs expansion factor of DWD")
@@ -36,7 +45,12 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train CSNet (dynamic weight decay on by default)")
+    p = sub.add_parser(
+        "train",
+        help="train a model (CSNet: dynamic weight decay; csf-res2net50: the CSF recipe)",
+        description="Defaults come from the model's reference recipe (see sod100k.train."
+        "recipes), then --config, then the options given here.",
+    )
     p.add_argument("--model", "-m", help="preset to train from scratch (default csnet-l-x2)")
     p.add_argument("--init", help="start from these weights (e.g. a pruned checkpoint)")
     add_training_args(p)
@@ -64,6 +78,10 @@ OPTION_NAMES = [
     "device",
     "amp",
     "val_limit",
+    "augment",
+    "loss_reduction",
+    "frozen_bn",
+    "backbone_weights",
 ]
 
 

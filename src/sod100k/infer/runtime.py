@@ -38,6 +38,13 @@ def make_backend(
         net = load_model(model, weights, device=device)
         if name == "torch-fused":
             from sod100k.infer.fused import fuse_csnet
+            from sod100k.models.csnet import CSNet
+
+            if not isinstance(net, CSNet):
+                raise ValueError(
+                    f"the torch-fused backend is for CSNet models, not {net.arch}; "
+                    "use --backend torch or onnx"
+                )
 
             net = fuse_csnet(net)
         return TorchBackend(net, device, name=name)

@@ -72,8 +72,6 @@ class CSFRes2Net(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = Res2Net50(frozen_bn=config.frozen_bn)
-        if pretrained_backbone is not None:
-            self.backbone.load_pretrained(pretrained_backbone)
         groups = config.groups
         self.head = CSFHead(
             Res2Net50.stage_channels,
@@ -83,8 +81,24 @@ class CSFRes2Net(nn.Module):
             multiscale_norm_layer=lambda c: nn.GroupNorm(groups, c),
             # The reference CSF head uses plain dilated convs (no x100, unlike CSNet).
             multiscale_conv_layer=nn.Conv2d,
+            # The reference CSF head normalises every unit with GroupNorm(32) and resizes
+            # branches bilinearly in both directions (its gOctConv variant).
+            norm_layer=lambda c: nn.GroupNorm(groups, c),
+            resample="bilinear",
         )
         self.classifier = nn.Conv2d(config.head_out_channels, 1, 1)
+        self._init_weights()
+        if pretrained_backbone is not None:
+            self.backbone.load_pretrained(pretrained_backbone)
+
+    def _init_weights(self) -> None:
+        """As the reference ``weights_init``: every ``nn.Conv2d`` N(0, 0.01), biases zero
+        (the gOctConv weights keep their Kaiming-uniform init, as there)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.classifier(self.head(self.backbone(x)))

@@ -52,10 +52,11 @@ class GOctCBR(BranchCBR):
         kernel_size: int = 1,
         stride: int = 1,
         norm_layer: NormFactory = nn.BatchNorm2d,
+        resample: str = "maxpool",
     ) -> None:
         super().__init__(out_channels, norm_layer)
         self.in_channels = [int(c) for c in in_channels]
-        self.conv = GOctConv(in_channels, out_channels, kernel_size, stride)
+        self.conv = GOctConv(in_channels, out_channels, kernel_size, stride, resample=resample)
 
     def forward(self, xs: Branches | Tensor) -> Branches:
         return self._norm_act(self.conv(xs))
@@ -171,9 +172,10 @@ class CSFHead(nn.Module):
         norm_layer: NormFactory = nn.BatchNorm2d,
         multiscale_norm_layer: NormFactory = nn.BatchNorm2d,
         multiscale_conv_layer: type[nn.Conv2d] = ScaledConv2d,
+        resample: str = "maxpool",
     ) -> None:
         super().__init__()
-        self.fuse = GOctCBR(in_channels, fuse_channels, 1, norm_layer=norm_layer)
+        self.fuse = GOctCBR(in_channels, fuse_channels, 1, norm_layer=norm_layer, resample=resample)
         self.multiscale = nn.ModuleDict(
             {
                 str(k): DilatedConvBlock(
@@ -184,7 +186,9 @@ class CSFHead(nn.Module):
             }
         )
         ms_channels = [sum(d) for d in dilation_channels]
-        self.merge = GOctCBR(ms_channels, [out_channels], 1, norm_layer=norm_layer)
+        self.merge = GOctCBR(
+            ms_channels, [out_channels], 1, norm_layer=norm_layer, resample=resample
+        )
 
     def forward(self, xs: Branches) -> Tensor:
         fused = self.fuse(xs)

@@ -8,6 +8,10 @@ convolution, summed per output branch:
 * i < j (input finer): max-pool by 2^(j-i) first, then convolve;
 * stride 2: every input branch is first 2x2 average-pooled.
 
+That is CSNet's gOctConv. The CSF + Res2Net reference uses a variant
+(``resample="bilinear"``) that moves branches in both directions by bilinear
+interpolation to the exact size of the matching input branch.
+
 All pair convolutions are slices of one weight tensor ``[sum(out), sum(in), k, k]``,
 which keeps the parameter layout identical to the SOD100K reference checkpoints.
 A branch of width zero is absent and travels through the network as ``None``.
@@ -76,6 +80,9 @@ class GOctConv(nn.Module):
         kernel_size: 1 or 3 (any odd size works).
         stride: 1 or 2. With 2, each input branch is average-pooled 2x2 first.
         dilation: dilation of every pair convolution.
+        resample: ``"maxpool"`` (CSNet) or ``"bilinear"`` (the CSF + Res2Net variant:
+            finer inputs are bilinearly resized down too, and every output branch takes
+            the size of the input branch of the same scale when that one is present).
 
     With a single input and a single output branch the unit is an ordinary convolution,
     and, as in the reference code, it then uses the x100 weight scale and a strided
@@ -89,8 +96,11 @@ class GOctConv(nn.Module):
         kernel_size: int = 1,
         stride: int = 1,
         dilation: int = 1,
+        resample: str = "maxpool",
     ) -> None:
         super().__init__()
+        if resample not in ("maxpool", "bilinear"):
+            raise ValueError(f"gOctConv resample must be maxpool or bilinear, got {resample!r}")
         if stride not in (1, 2):
             raise ValueError(f"gOctConv stride must be 1 or 2, got {stride}")
         if kernel_size % 2 != 1:
@@ -100,6 +110,7 @@ class GOctConv(nn.Module):
         self.kernel_size = kernel_size
         self.stride = stride
         self.dilation = dilation
+        self.resample = resample
         self.padding = dilation * (kernel_size // 2)
         self.single = len(self.in_channels) == 1 and len(self.out_channels) == 1
         self.weight = nn.Parameter(
@@ -123,6 +134,10 @@ class GOctConv(nn.Module):
         if self.stride == 2:
             xs = [None if x is None else F.avg_pool2d(x, 2, stride=2) for x in xs]
         sizes = branch_sizes(list(xs) + [None] * (len(self.out_channels) - len(xs)))
+        if self.resample == "bilinear":
+            for k, x in enumerate(xs[: len(sizes)]):
+                if x is not None:
+                    sizes[k] = tuple(x.shape[-2:])
         in_off, out_off = offsets(self.in_channels), offsets(self.out_channels)
         ys: Branches = [None] * len(self.out_channels)
         for i, x in enumerate(xs):
@@ -137,7 +152,9 @@ class GOctConv(nn.Module):
         return ys
 
     def _pair(self, x: Tensor, w: Tensor, i: int, j: int, size: tuple[int, int]) -> Tensor:
-        if i < j:
+        if i < j and self.resample == "bilinear":
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        elif i < j:
             x = resample(x, i, j, size)
         y = F.conv2d(x, w, None, 1, self.padding, self.dilation)
         if i > j:

@@ -23,6 +23,27 @@ RECIPES: dict[str, dict[str, Any]] = {
         # built-in fallback (used when a config leaves it at -1) is 2.
         "dwd_expand": 1.0,
     },
+    # CSF + Res2Net-50 (reference CSF+Res2Net/main.py and solver.py, PoolNet style):
+    # batch 1 at the image's own size with 10-step gradient accumulation, left-right
+    # flip only, BCE summed over the pixels (divided by the accumulation), Adam with
+    # torch's default betas, the whole net in eval mode (frozen BN), lr x0.1 after the
+    # epoch with index 15 (the reference checks ``epoch in [15]`` at the end of that
+    # epoch, so 0-based epochs 16..23 run at 5e-6).
+    "csf-res2net50": {
+        "batch_size": 1,
+        "accumulate": 10,
+        "epochs": 24,
+        "lr": 5e-5,
+        "betas": (0.9, 0.999),
+        "weight_decay": 5e-4,
+        "milestones": (16,),
+        "lr_gamma": 0.1,
+        "size": 0,
+        "augment": "flip",
+        "loss_reduction": "sum",
+        "frozen_bn": True,
+        "dwd": False,
+    },
 }
 
 #: Fine-tuning a pruned net (reference finetune.py): lr steps at 50 and 100, no more decay
