@@ -31,7 +31,9 @@ from sod100k.infer.runtime import make_backend
 def measure(setting: str, args: argparse.Namespace) -> dict:
     backend_name, threads, streams, batch = setting.split(":")
     start = time.perf_counter()
-    backend = make_backend(backend_name, None, str(args.weights), threads=int(threads))
+    backend = make_backend(
+        backend_name, None, str(args.weights), threads=int(threads), streams=int(streams)
+    )
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="sod100k-e2e-") as out:
         jobs, failed = plan_jobs([args.images], out)

@@ -1,4 +1,4 @@
-"""Inference speed of CSNet on CPU: eager, fused, torch.compile, ONNX Runtime fp32/int8.
+"""Inference speed of CSNet on CPU: eager, fused, torch.compile, ONNX Runtime, OpenVINO.
 
 Reports the median milliseconds per image (after warm-up) for the released x1 and x2
 checkpoints, at 224 and 384 pixels, batch 1 and 16, 1 and 2 threads, and writes
@@ -28,18 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+import openvino
 import torch
 
 from sod100k.checkpoints.loading import load_model
 from sod100k.data.images import list_images, load_rgb
-from sod100k.infer.backends import OnnxBackend
+from sod100k.infer.backends import OnnxBackend, OpenVinoBackend
 from sod100k.infer.fused import fuse_csnet
 from sod100k.infer.onnx_export import export_onnx, quantize_int8
 from sod100k.infer.preprocess import preprocess
 
 log = logging.getLogger("speed")
 
-VARIANTS = ("eager", "fused", "compile", "onnx-fp32", "onnx-int8")
+VARIANTS = ("eager", "fused", "compile", "onnx-fp32", "onnx-int8", "openvino-fp32")
 MODELS = {"x1": "csnet-L-x1", "x2": "csnet-L-x2"}
 
 
@@ -66,6 +67,11 @@ def torch_runner(model: torch.nn.Module, x: np.ndarray) -> Callable[[], object]:
 
 def onnx_runner(model: Path, threads: int, x: np.ndarray) -> Callable[[], object]:
     backend = OnnxBackend(model, threads)
+    return lambda: backend(x)
+
+
+def openvino_runner(model: Path, threads: int, x: np.ndarray) -> Callable[[], object]:
+    backend = OpenVinoBackend(model, threads)
     return lambda: backend(x)
 
 
@@ -96,6 +102,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
                     "fused": torch_runner(fused, x),
                     "onnx-fp32": onnx_runner(fp32, threads, x),
                     "onnx-int8": onnx_runner(int8, threads, x),
+                    "openvino-fp32": openvino_runner(fp32, threads, x),
                 }
                 if args.compile_all or (size == 224 and batch == 1):
                     runners["compile"] = torch_runner(compiled, x)
@@ -112,7 +119,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     head = "| model | size | batch | threads | " + " | ".join(VARIANTS) + " |"
     lines = [
         f"Median ms/image after warm-up. {meta['machine']}; torch {meta['torch']}, "
-        f"onnxruntime {meta['onnxruntime']}; {meta['date']}.",
+        f"onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}; {meta['date']}.",
         f"Command: `{meta['command']}`",
         "",
         head,
@@ -166,6 +173,7 @@ def main() -> None:
         "machine": args.machine,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino.__version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "PYTHONPATH=src python benchmarks/speed.py " + shlex.join(sys.argv[1:]),
     }

@@ -67,7 +67,7 @@ def assert_same(eager: torch.nn.Module, fused: torch.nn.Module, x: torch.Tensor)
 def test_fused_matches_reference_logits(name: str, parity_dir, request) -> None:
     weights = request.getfixturevalue("weights_x1" if name.endswith("x1") else "weights_x2")
     eager = load_model(weights=weights)
-    fused = fuse_csnet(eager)
+    fused = fuse_csnet(eager, merge_convs=name.endswith("x1"))  # both forms
     data = np.load(parity_dir / f"{name}.npz")
     x = torch.from_numpy(data["inputs"][:2])
     with torch.inference_mode():
@@ -77,14 +77,15 @@ def test_fused_matches_reference_logits(name: str, parity_dir, request) -> None:
     assert_same(eager, fused, torch.randn(1, 3, 101, 77))  # sides not multiples of 16
 
 
+@pytest.mark.parametrize("merge", [True, False], ids=["merged", "pairwise"])
 @pytest.mark.parametrize("seed", range(6))
-def test_fused_matches_eager_on_random_pruned_configs(seed: int) -> None:
+def test_fused_matches_eager_on_random_pruned_configs(seed: int, merge: bool) -> None:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     config = random_pruned_config(rng, scales=1 + seed % 3)  # 1 scale: plain strided convs
     eager = CSNet(config).eval()
     randomise_bn(eager, rng)
-    fused = fuse_csnet(eager)
+    fused = fuse_csnet(eager, merge_convs=merge)
     # Sides are multiples of 32: the eager net itself cannot run every pruned config on
     # other sizes (an absent finest branch makes its size ambiguous).
     assert_same(eager, fused, torch.randn(2, 3, 64, 96))

@@ -50,13 +50,14 @@ def get_predictor(
     weights: str | None = None,
     device: str = "cpu",
     size: int = DEFAULT_SIZE,
-    backend: str = "torch",
+    backend: str = "auto",
     threads: int | None = None,
 ) -> Predictor:
     """A cached :class:`Predictor` (the model is loaded once per argument set).
 
-    ``backend`` is ``torch``, ``torch-fused`` or ``onnx`` (ONNX Runtime, CPU; ``weights``
-    may then be an ``.onnx`` file); ``threads`` sets the CPU threads it uses.
+    ``backend`` is ``auto`` (OpenVINO on CPU, torch on CUDA), ``torch``, ``torch-fused``,
+    ``onnx`` (ONNX Runtime, CPU) or ``openvino`` (CPU); with the last two ``weights`` may
+    be an ``.onnx`` file. ``threads`` sets the CPU threads it uses.
     """
     path = weights if weights is not None else str(default_weights(model))
     return Predictor(make_backend(backend, model, path, device=device, threads=threads), size)
@@ -68,7 +69,7 @@ def saliency(
     weights: str | Path | None = None,
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
-    backend: str = "torch",
+    backend: str = "auto",
     threads: int | None = None,
 ) -> np.ndarray:
     """Saliency map of ``image`` (path, bytes, PIL image or array) as ``H x W`` uint8.
@@ -96,7 +97,7 @@ def remove_background(
     refine: bool = True,
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> Image.Image:
     """Cut the salient object out of ``image``: an RGBA PIL image of the original size.
 
@@ -113,7 +114,7 @@ def overlay(
     weights: str | Path | None = None,
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> Image.Image:
     """``image`` tinted red where it is salient, as an RGB PIL image (for a quick look)."""
     rgb, sal = _image_and_map(image, model, weights, size, device, backend)

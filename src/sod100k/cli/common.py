@@ -46,11 +46,12 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     g.add_argument(
         "--backend",
-        default="torch",
+        default="auto",
         choices=BACKENDS,
         help="inference backend: torch (eager), torch-fused (folded BN, merged "
-        "convs) or onnx (ONNX Runtime, CPU; --weights may be a .onnx file); "
-        "default %(default)s",
+        "convs), onnx (ONNX Runtime, CPU), openvino (OpenVINO, CPU: the fastest there) "
+        "or auto (openvino on CPU, torch on CUDA); with onnx/openvino --weights may be "
+        "a .onnx file; default %(default)s",
     )
     g.add_argument(
         "--threads", type=int, default=None, help="CPU threads for inference (default: all cores)"

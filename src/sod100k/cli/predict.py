@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     written = 0
     if jobs:
         try:
-            backend = make_backend(args.backend, model, weights, args.device, args.threads)
+            backend = make_backend(
+                args.backend, model, weights, args.device, args.threads, args.streams
+            )
         except ValueError as e:
             raise CLIError(str(e)) from e
         predictor = Predictor(backend, args.size)

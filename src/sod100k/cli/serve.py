@@ -8,7 +8,7 @@ import os
 from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import add_model_args, check_device, positive
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
-from sod100k.infer.runtime import make_backend
+from sod100k.infer.runtime import BACKENDS, make_backend
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,7 +23,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="network input side")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--backend", default="torch", help="inference backend (torch)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="inference backend (default %(default)s: openvino on CPU, torch on CUDA)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -47,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or str(default_weights(model))
     # Each request is one small image: parallelism comes from the request pool, so one
     # torch thread per worker avoids oversubscribing the cores.
-    backend = make_backend(args.backend, model, weights, args.device, threads=1)
+    backend = make_backend(
+        args.backend, model, weights, args.device, threads=1, streams=args.workers
+    )
     settings = ServerSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1e6),

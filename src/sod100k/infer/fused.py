@@ -77,12 +77,14 @@ class FusedGOctCBR(nn.Module):
     """A gOctConv with its per-branch BatchNorm folded in, then a PReLU per branch.
 
     ``direct.{i}`` convolves input branch ``i`` once into the channels of every output
-    branch ``j <= i`` (coarser-or-equal resolution comes first in the channel order);
+    branch ``j <= i`` (coarser-or-equal resolution comes first in the channel order),
+    split afterwards; with ``merge=False`` each such pair gets its own conv
+    (``direct.{i}_{j}``) instead, for runtimes whose channel split is slow;
     ``pooled.{i}_{j}`` convolves the max-pooled input ``i`` into a finer-indexed output
     ``j > i``. Each output's BN shift is added once, by the first conv that feeds it.
     """
 
-    def __init__(self, unit: GOctCBR) -> None:
+    def __init__(self, unit: GOctCBR, merge: bool = True) -> None:
         super().__init__()
         conv: GOctConv = unit.conv
         self.n_out = len(conv.out_channels)
@@ -111,8 +113,18 @@ class FusedGOctCBR(nn.Module):
                     [torch.zeros_like(affine[j][1]) if j in fed else affine[j][1] for j in outs]
                 )
                 fed.update(outs)
-                self.direct[str(i)] = folded_conv(weight, scale, shift, stride, pad, dil)
                 self.direct_split[i] = [(j, conv.out_channels[j]) for j in outs]
+                if merge:
+                    self.direct[str(i)] = folded_conv(weight, scale, shift, stride, pad, dil)
+                else:
+                    for (j, _), w_j, s_j, b_j in zip(
+                        self.direct_split[i],
+                        weight.split([c for _, c in self.direct_split[i]]),
+                        scale.split([c for _, c in self.direct_split[i]]),
+                        shift.split([c for _, c in self.direct_split[i]]),
+                        strict=True,
+                    ):
+                        self.direct[f"{i}_{j}"] = folded_conv(w_j, s_j, b_j, stride, pad, dil)
             for j in range(i + 1, self.n_out):
                 if conv.out_channels[j] == 0:
                     continue
@@ -135,13 +147,15 @@ class FusedGOctCBR(nn.Module):
         for i, x in enumerate(xs):
             if x is None:
                 continue
-            key = str(i)
+            key, pairs = str(i), self.direct_split.get(i, [])
             if key in self.direct:
-                parts = self.direct[key](x).split([c for _, c in self.direct_split[i]], dim=1)
-                for (j, _), y in zip(self.direct_split[i], parts, strict=True):
-                    if j < i:
-                        y = upsample(y, sizes[j])
-                    ys[j] = y if ys[j] is None else ys[j] + y
+                parts = self.direct[key](x).split([c for _, c in pairs], dim=1)
+            else:
+                parts = [self.direct[f"{i}_{j}"](x) for j, _ in pairs]
+            for (j, _), y in zip(pairs, parts, strict=True):
+                if j < i:
+                    y = upsample(y, sizes[j])
+                ys[j] = y if ys[j] is None else ys[j] + y
             for j in range(i + 1, self.n_out):
                 pair = f"{i}_{j}"
                 if pair in self.pooled:
@@ -205,11 +219,11 @@ class FusedDilated(nn.Module):
 
 
 class FusedHead(nn.Module):
-    def __init__(self, head: CSFHead) -> None:
+    def __init__(self, head: CSFHead, merge: bool = True) -> None:
         super().__init__()
-        self.fuse = FusedGOctCBR(head.fuse)
+        self.fuse = FusedGOctCBR(head.fuse, merge)
         self.multiscale = nn.ModuleDict({k: FusedDilated(b) for k, b in head.multiscale.items()})
-        self.merge = FusedGOctCBR(head.merge)
+        self.merge = FusedGOctCBR(head.merge, merge)
 
     def forward(self, xs: FusedBranches) -> Tensor:
         fused = self.fuse(xs)
@@ -229,7 +243,7 @@ class FusedCSNet(nn.Module):
 
     arch = "csnet-fused"
 
-    def __init__(self, model: CSNet) -> None:
+    def __init__(self, model: CSNet, merge_convs: bool = True) -> None:
         super().__init__()
         self.config = model.config
         self.stages = nn.ModuleList()
@@ -238,11 +252,14 @@ class FusedCSNet(nn.Module):
             for block in stage:
                 blocks.append(
                     nn.ModuleList(
-                        [FusedGOctCBR(block.expand), FusedDepthwise(block.dw1, block.dw2)]
+                        [
+                            FusedGOctCBR(block.expand, merge_convs),
+                            FusedDepthwise(block.dw1, block.dw2),
+                        ]
                     )
                 )
             self.stages.append(blocks)
-        self.head = FusedHead(model.head)
+        self.head = FusedHead(model.head, merge_convs)
         self.classifier = model.classifier
 
     def forward(self, x: Tensor) -> Tensor:
@@ -257,14 +274,19 @@ class FusedCSNet(nn.Module):
         return upsample(y, (x.shape[-2], x.shape[-1]))
 
 
-def fuse_csnet(model: CSNet) -> FusedCSNet:
-    """The inference form of ``model`` (which is left unchanged), in eval mode."""
+def fuse_csnet(model: CSNet, merge_convs: bool = True) -> FusedCSNet:
+    """The inference form of ``model`` (which is left unchanged), in eval mode.
+
+    ``merge_convs`` merges the convs that read the same input branch into one conv whose
+    output is split (fewer, larger convs: best for torch and ONNX Runtime); without it
+    every branch pair keeps its own conv (no split ops: best for OpenVINO).
+    """
     if not isinstance(model, CSNet):
         raise TypeError(f"fuse_csnet needs a CSNet, got {type(model).__name__}")
     source = copy.deepcopy(model).cpu().eval()
     device = next(model.parameters()).device
     with torch.no_grad():
-        fused = FusedCSNet(source)
+        fused = FusedCSNet(source, merge_convs)
     for p in fused.parameters():
         p.requires_grad_(False)
     return fused.to(device).eval()

@@ -40,7 +40,9 @@ def export_bytes(model: nn.Module, opset: int = OPSET, sample_size: int = 224) -
 
     The graph is checked with ``onnx.checker`` before it is returned.
     """
-    net = fuse_csnet(model) if isinstance(model, CSNet) else model
+    # Unmerged pair convs: no channel-split ops, which OpenVINO runs slowly (x2: 35 vs
+    # 15 ms/img); ONNX Runtime is as fast either way (benchmarks/speed.py).
+    net = fuse_csnet(model, merge_convs=False) if isinstance(model, CSNet) else model
     net = net.cpu().eval()
     sample = torch.zeros(1, 3, sample_size, sample_size)
     dynamic = {0: "batch", 2: "height", 3: "width"}
