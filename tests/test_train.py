@@ -3,6 +3,7 @@
 import csv
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,12 @@ def train_args(data: Path, init: Path, out: Path, epochs: int) -> list[str]:
         "--out", str(out), "--size", "32", "--batch-size", "4", "--epochs", str(epochs),
         "--workers", "0", "--milestones", "1",
     ]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def state(path: Path) -> dict[str, torch.Tensor]:
@@ -105,7 +112,7 @@ def test_two_process_ddp_matches_across_ranks(tiny_data, tiny_init, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29533", "-m", "sod100k",
+        "--master_port", str(free_port()), "-m", "sod100k",
         *train_args(tiny_data, tiny_init, out, 1),
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)

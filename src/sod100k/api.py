@@ -84,9 +84,9 @@ def saliency(
 predict = saliency
 
 
-def _image_and_map(image, model, weights, size, device, backend):
+def _image_and_map(image, model, weights, size, device, backend, threads):
     rgb = to_rgb(image)
-    return rgb, saliency(rgb, model, weights, size, device, backend)
+    return rgb, saliency(rgb, model, weights, size, device, backend, threads)
 
 
 def remove_background(
@@ -98,13 +98,14 @@ def remove_background(
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
     backend: str = "auto",
+    threads: int | None = None,
 ) -> Image.Image:
     """Cut the salient object out of ``image``: an RGBA PIL image of the original size.
 
     By default the alpha is soft (the saliency map, edge-refined with a guided filter,
     see :mod:`sod100k.infer.cutout`); ``threshold`` (0-255) makes it a hard 0/255 mask.
     """
-    rgb, sal = _image_and_map(image, model, weights, size, device, backend)
+    rgb, sal = _image_and_map(image, model, weights, size, device, backend, threads)
     return to_pil(cutout_rgba(rgb, alpha_matte(rgb, sal, threshold, refine)))
 
 
@@ -115,7 +116,8 @@ def overlay(
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
     backend: str = "auto",
+    threads: int | None = None,
 ) -> Image.Image:
     """``image`` tinted red where it is salient, as an RGB PIL image (for a quick look)."""
-    rgb, sal = _image_and_map(image, model, weights, size, device, backend)
+    rgb, sal = _image_and_map(image, model, weights, size, device, backend, threads)
     return to_pil(overlay_rgb(rgb, sal))

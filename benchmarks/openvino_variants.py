@@ -1,0 +1,120 @@
+"""Which exported graph and OpenVINO settings are fastest for CSNet on this CPU.
+
+For one checkpoint at one input size, times (median ms/image after warm-up):
+
+* the fused graph with merged convs + channel split vs one conv per branch pair
+  (``fuse_csnet(merge_convs=...)``), in ONNX Runtime and in OpenVINO;
+* OpenVINO at fp32 and bf16 (with the largest logit difference bf16 causes);
+* OpenVINO options (denormal flushing, CPU pinning);
+
+and, with ``--profile``, OpenVINO's per-node-type time for the shipped setting. Run from
+the repository root:
+
+    PYTHONPATH=src python benchmarks/openvino_variants.py --weights ../shared/weights/csnet-L-x2
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+
+from sod100k.checkpoints.loading import load_model
+from sod100k.infer.backends import OnnxBackend
+from sod100k.infer.fused import fuse_csnet
+from sod100k.utils.files import atomic_write_bytes
+
+
+def export(model: torch.nn.Module, merge: bool, path: Path, size: int) -> Path:
+    import io
+
+    fused = fuse_csnet(model, merge_convs=merge)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        fused,
+        (torch.zeros(1, 3, size, size),),
+        buf,
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=18,
+        dynamo=False,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def median_ms(run, warmup: int = 10, runs: int = 40) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def openvino_request(path: Path, shape: list[int], config: dict):
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape({0: shape})
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weights", type=Path, default=Path("../shared/weights/csnet-L-x2"))
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--profile", action="store_true", help="per-node-type OpenVINO profile")
+    args = p.parse_args()
+    model = load_model(weights=args.weights)
+    x = np.random.default_rng(0).standard_normal((1, 3, args.size, args.size), np.float32)
+    with torch.inference_mode():
+        reference = model(torch.from_numpy(x))[:, 0].numpy()
+    base = {"INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1}
+    fp32 = {**base, "INFERENCE_PRECISION_HINT": "f32"}
+    print(f"{args.weights.name}, {args.size}x{args.size}, batch 1, {args.threads} threads")
+    print("| graph | runtime | setting | ms/image | max abs logit diff vs torch |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for merge in (True, False):
+            graph = "merged + split" if merge else "pairwise convs"
+            path = export(model, merge, Path(tmp) / f"m{int(merge)}.onnx", args.size)
+            ort = OnnxBackend(path, args.threads)
+            diff = np.abs(ort(x) - reference).max()
+            ms = median_ms(lambda o=ort: o(x))
+            print(f"| {graph} | onnxruntime | fp32 | {ms:.1f} | {diff:.1e} |")
+            settings = {"fp32": fp32, "bf16": {**base, "INFERENCE_PRECISION_HINT": "bf16"}}
+            if not merge:
+                settings["fp32 + denormals flushed"] = {**fp32, "CPU_DENORMALS_OPTIMIZATION": True}
+                settings["fp32 + CPU pinning"] = {**fp32, "ENABLE_CPU_PINNING": True}
+            for name, config in settings.items():
+                req = openvino_request(path, list(x.shape), config)
+                out = np.array(req.infer({0: x})[0])[:, 0]
+                ms = median_ms(lambda r=req: r.infer({0: x}))
+                diff = np.abs(out - reference).max()
+                print(f"| {graph} | openvino | {name} | {ms:.1f} | {diff:.1e} |")
+        if args.profile:
+            req = openvino_request(path, list(x.shape), {**fp32, "PERF_COUNT": True})
+            median_ms(lambda: req.infer({0: x}))
+            total: collections.Counter = collections.Counter()
+            for _ in range(20):
+                req.infer({0: x})
+                for node in req.profiling_info:
+                    total[node.node_type] += node.real_time.total_seconds() * 1000 / 20
+            whole = sum(total.values())
+            print(f"\nOpenVINO profile (pairwise convs, fp32): {whole:.2f} ms of node time")
+            for kind, ms in total.most_common(10):
+                print(f"  {kind:18s} {ms:6.2f} ms {ms / whole:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
