@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from sod100k.checkpoints.loading import load_model
 from sod100k.infer.backends import OnnxBackend
 from sod100k.infer.fused import fuse_csnet
 from sod100k.utils.files import atomic_write_bytes
+from speed import median_ms_per_image  # benchmarks/speed.py, beside this script
 
 
 def export(model: torch.nn.Module, merge: bool, path: Path, size: int) -> Path:
@@ -51,14 +50,7 @@ def export(model: torch.nn.Module, merge: bool, path: Path, size: int) -> Path:
 
 
 def median_ms(run, warmup: int = 10, runs: int = 40) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return median_ms_per_image(run, 1, warmup, runs)
 
 
 def openvino_request(path: Path, shape: list[int], config: dict):
