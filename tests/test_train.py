@@ -118,3 +118,17 @@ def test_two_process_ddp_matches_across_ranks(tiny_data, tiny_init, tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((out / "metrics.csv").read_text().splitlines()) == 2
+
+
+def test_training_skips_unreadable_pairs_and_names_them(tiny_data, tiny_init, tmp_path, caplog):
+    (tiny_data / "images" / "03.jpg").write_bytes(b"not a jpeg")  # corrupt image
+    mask = tiny_data / "masks" / "05.png"
+    mask.write_bytes(mask.read_bytes()[:40])  # truncated mask
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert main(train_args(tiny_data, tiny_init, out, 1)) == 0
+    assert "03.jpg" in caplog.text and "05.png" in caplog.text
+    meta = read_checkpoint(out / "last.pt")["metadata"]
+    assert 0.0 <= meta["val_mae"] <= 1.0  # validation skipped them too
+    steps = list(csv.DictReader((out / "steps.csv").open()))
+    assert len(steps) == 2 and all(float(r["bce"]) > 0 for r in steps)

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from sod100k.data.images import ImageError, list_images, load_mask, load_rgb
 from sod100k.infer.preprocess import MEAN, STD
@@ -70,16 +70,20 @@ class SaliencyDataset(Dataset):
     0..14 px, then the pair is flipped with p = 0.5, left-right or up-down, equally
     likely; ``"flip"``: left-right flip with p = 0.5). The pair is then resized to
     ``size`` x ``size`` (bilinear image, nearest mask); ``size = 0`` keeps the image's
-    own size. Unreadable pairs raise :class:`ImageError` naming the file; mismatched
-    image/mask sizes too.
+    own size. Unreadable pairs (and mismatched image/mask sizes) raise
+    :class:`ImageError` naming the file, or with ``skip_bad`` are logged as a warning and
+    returned as ``None``, which :func:`collate_skipping_bad` drops from the batch.
     """
 
-    def __init__(self, root: str | Path, size: int = 224, augment: str = "none") -> None:
+    def __init__(
+        self, root: str | Path, size: int = 224, augment: str = "none", skip_bad: bool = False
+    ) -> None:
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
         self.pairs = pair_by_stem(root)
         self.size = size
         self.augment = augment
+        self.skip_bad = skip_bad
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -109,8 +113,14 @@ class SaliencyDataset(Dataset):
             rgb, mask = np.flip(rgb, axis), np.flip(mask, axis)
         return rgb, mask
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb, mask = self.load(index)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            rgb, mask = self.load(index)
+        except ImageError as e:
+            if not self.skip_bad:
+                raise
+            log.warning("skipping a bad training pair: %s", e)
+            return None
         if self.augment != "none":
             rgb, mask = self._augment(rgb, mask)
         rgb, mask = np.ascontiguousarray(rgb), np.ascontiguousarray(mask)
@@ -119,3 +129,11 @@ class SaliencyDataset(Dataset):
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         return _normalise(rgb), torch.from_numpy(mask)[None]
+
+
+def collate_skipping_bad(
+    samples: list[tuple[torch.Tensor, torch.Tensor] | None],
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Stack the good samples of a batch; ``None`` when none of them could be read."""
+    good = [s for s in samples if s is not None]
+    return default_collate(good) if good else None

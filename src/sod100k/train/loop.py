@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from sod100k.checkpoints.loading import load_model, save_model
 from sod100k.checkpoints.native import read_checkpoint
-from sod100k.data.dataset import SaliencyDataset
+from sod100k.data.dataset import SaliencyDataset, collate_skipping_bad
 from sod100k.models import registry
 from sod100k.models.config import ConfigError
 from sod100k.models.csnet import CSNet
@@ -74,7 +74,7 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.train_set = SaliencyDataset(cfg.data, cfg.size, augment=cfg.augment)
+        self.train_set = SaliencyDataset(cfg.data, cfg.size, augment=cfg.augment, skip_bad=True)
         self.val_set = self._val_set()
         self.metrics = MetricsLog(self.run_dir) if self.is_main else None
 
@@ -127,7 +127,7 @@ class Trainer:
     def _val_set(self) -> Subset | SaliencyDataset | None:
         if not self.cfg.val:
             return None
-        val = SaliencyDataset(self.cfg.val, self.cfg.size)
+        val = SaliencyDataset(self.cfg.val, self.cfg.size, skip_bad=True)
         if self.cfg.val_limit:
             return Subset(val, range(min(self.cfg.val_limit, len(val))))
         return val
@@ -162,6 +162,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(seed + 7919 * self.rank),
             drop_last=len(self.train_set) >= self.cfg.batch_size * self.world,
             pin_memory=self.device.type == "cuda",
+            collate_fn=collate_skipping_bad,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -174,20 +175,22 @@ class Trainer:
         step = epoch * -(-len(loader) // self.cfg.accumulate)  # global optimizer step
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not self.is_main, leave=False)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (x, y) in enumerate(bar):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, enabled=self.amp):
-                logits = self.net(x)
-            bce = self._bce(logits.float(), y)
-            penalty = self.dwd.penalty().to(bce.device) if self.dwd else torch.zeros(())
-            loss = bce + penalty
-            self.scaler.scale(loss / self.cfg.accumulate).backward()
-            values = {"loss": loss.item(), "bce": bce.item(), "dwd": penalty.item()}
-            for key, value in values.items():
-                totals[key] += value
-                window[key] += value
-            steps, window_size = steps + 1, window_size + 1
-            if (i + 1) % self.cfg.accumulate == 0 or i + 1 == len(loader):
+        for i, batch in enumerate(bar):
+            if batch is not None:  # None: every pair of this batch was unreadable (logged)
+                x, y = (t.to(self.device, non_blocking=True) for t in batch)
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    logits = self.net(x)
+                bce = self._bce(logits.float(), y)
+                penalty = self.dwd.penalty().to(bce.device) if self.dwd else torch.zeros(())
+                loss = bce + penalty
+                self.scaler.scale(loss / self.cfg.accumulate).backward()
+                values = {"loss": loss.item(), "bce": bce.item(), "dwd": penalty.item()}
+                for key, value in values.items():
+                    totals[key] += value
+                    window[key] += value
+                steps, window_size = steps + 1, window_size + 1
+            boundary = (i + 1) % self.cfg.accumulate == 0 or i + 1 == len(loader)
+            if boundary and window_size:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -196,7 +199,7 @@ class Trainer:
                     mean = {k: v / window_size for k, v in window.items()}
                     self.metrics.write_step(step, epoch + 1, mean)
                 window, window_size = dict.fromkeys(totals, 0.0), 0
-            bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}")
+            bar.set_postfix(loss=f"{totals['loss'] / max(steps, 1):.4f}")
         return {f"train_{k}": v / max(steps, 1) for k, v in totals.items()}
 
     def _bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -214,8 +217,10 @@ class Trainer:
         self.model.eval()
         mae, fm = py_sod_metrics.MAE(), py_sod_metrics.Fmeasure()
         batch = self.cfg.batch_size if self.cfg.size else 1  # native sizes do not stack
-        loader = DataLoader(self.val_set, batch_size=batch, num_workers=0)
-        for x, y in loader:
+        loader = DataLoader(
+            self.val_set, batch_size=batch, num_workers=0, collate_fn=collate_skipping_bad
+        )
+        for x, y in filter(None, loader):
             prob = torch.sigmoid(self.model(x.to(self.device)).float()).cpu().numpy()
             for p, g in zip(prob[:, 0], y[:, 0].numpy(), strict=True):
                 pred, gt = (p * 255).astype(np.uint8), (g * 255).astype(np.uint8)
