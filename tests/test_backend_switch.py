@@ -20,6 +20,11 @@ def three_images(ecssd, tmp_path_factory):
     return folder
 
 
+def predict_argv(images, out, weights, backend: str, *extra: str) -> list[str]:
+    return ["predict", str(images), "-o", str(out), "-w", str(weights), "--backend", backend,
+            "-q", *extra]  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["torch-fused", "onnx", "openvino"])
 def test_backends_agree_with_eager(name, weights_x1) -> None:
     x = np.random.default_rng(0).standard_normal((2, 3, 128, 96), dtype=np.float32)
@@ -58,21 +63,9 @@ def test_predict_with_fast_backends_matches_torch(three_images, weights_x2, tmp_
     outs = {}
     for backend in ("torch", "onnx", "openvino"):
         out = tmp_path / backend
-        argv = [
-            "predict",
-            str(three_images),
-            "-o",
-            str(out),
-            "-w",
-            str(weights_x2),
-            "--backend",
-            backend,
-            "--threads",
-            "1",
-            "--streams",
-            "2",
-            "-q",
-        ]
+        argv = predict_argv(
+            three_images, out, weights_x2, backend, "--threads", "1", "--streams", "2"
+        )
         assert main(argv) == 0
         outs[backend] = {
             p.name: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(out.glob("*.png"))
@@ -89,17 +82,7 @@ def test_predict_with_onnx_file_as_weights(three_images, weights_x1, tmp_path, b
     model = tmp_path / "x1.onnx"
     assert main(["export", "-w", str(weights_x1), "--out", str(model)]) == 0
     out = tmp_path / "maps"
-    argv = [
-        "predict",
-        str(three_images),
-        "-o",
-        str(out),
-        "-w",
-        str(model),
-        "--backend",
-        backend,
-        "-q",
-    ]
+    argv = predict_argv(three_images, out, model, backend)
     assert main(argv) == 0
     assert len(list(out.glob("*.png"))) == 3
 
@@ -113,17 +96,7 @@ def test_predict_reports_an_unloadable_onnx_file(
 ) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00" * 10)
-    argv = [
-        "predict",
-        str(three_images),
-        "-o",
-        str(tmp_path / "o"),
-        "-w",
-        str(bad),
-        "--backend",
-        backend,
-        "-q",
-    ]
+    argv = predict_argv(three_images, tmp_path / "o", bad, backend)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"bad.onnx: {message}" in err[0]
