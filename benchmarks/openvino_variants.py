@@ -26,27 +26,9 @@ import torch
 
 from sod100k.checkpoints.loading import load_model
 from sod100k.infer.backends import OnnxBackend
-from sod100k.infer.fused import fuse_csnet
+from sod100k.infer.onnx_export import export_bytes
 from sod100k.utils.files import atomic_write_bytes
 from speed import median_ms_per_image  # benchmarks/speed.py, beside this script
-
-
-def export(model: torch.nn.Module, merge: bool, path: Path, size: int) -> Path:
-    import io
-
-    fused = fuse_csnet(model, merge_convs=merge)
-    buf = io.BytesIO()
-    torch.onnx.export(
-        fused,
-        (torch.zeros(1, 3, size, size),),
-        buf,
-        input_names=["image"],
-        output_names=["logits"],
-        opset_version=18,
-        dynamo=False,
-    )
-    atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 def median_ms(run, warmup: int = 10, runs: int = 40) -> float:
@@ -79,7 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for merge in (True, False):
             graph = "merged + split" if merge else "pairwise convs"
-            path = export(model, merge, Path(tmp) / f"m{int(merge)}.onnx", args.size)
+            path = Path(tmp) / f"m{int(merge)}.onnx"
+            atomic_write_bytes(path, export_bytes(model, sample_size=args.size, merge_convs=merge))
             ort = OnnxBackend(path, args.threads)
             diff = np.abs(ort(x) - reference).max()
             ms = median_ms(lambda o=ort: o(x))

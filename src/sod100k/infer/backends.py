@@ -107,7 +107,6 @@ class OpenVinoBackend:
         }
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
-        self.threads = threads
         self._compiled: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()
         self._local = threading.local()

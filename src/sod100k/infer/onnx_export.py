@@ -35,14 +35,17 @@ class ExportError(RuntimeError):
     """The exported graph is invalid or does not reproduce the torch model."""
 
 
-def export_bytes(model: nn.Module, opset: int = OPSET, sample_size: int = 224) -> bytes:
+def export_bytes(
+    model: nn.Module, opset: int = OPSET, sample_size: int = 224, merge_convs: bool = False
+) -> bytes:
     """Serialise ``model`` (a CSNet is fused first) to an ONNX model in memory.
 
-    The graph is checked with ``onnx.checker`` before it is returned.
+    By default the fused CSNet keeps one conv per branch pair (``merge_convs=False``): no
+    channel-split ops, which OpenVINO runs slowly (x2: 37.6 vs 15.0 ms/img), while ONNX
+    Runtime is as fast either way (benchmarks/openvino_variants.py). The graph is checked
+    with ``onnx.checker`` before it is returned.
     """
-    # Unmerged pair convs: no channel-split ops, which OpenVINO runs slowly (x2: 35 vs
-    # 15 ms/img); ONNX Runtime is as fast either way (benchmarks/speed.py).
-    net = fuse_csnet(model, merge_convs=False) if isinstance(model, CSNet) else model
+    net = fuse_csnet(model, merge_convs=merge_convs) if isinstance(model, CSNet) else model
     net = net.cpu().eval()
     sample = torch.zeros(1, 3, sample_size, sample_size)
     dynamic = {0: "batch", 2: "height", 3: "width"}
