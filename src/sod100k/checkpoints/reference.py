@@ -3,7 +3,7 @@
 Both files are pickles from the net. The ``.pth.tar`` is read with
 ``torch.load(weights_only=True)``; the ``.bin`` layer config with a restricted unpickler
 that admits only numpy arrays, lists and numbers. Parameter names are mapped onto ours
-in :func:`convert_state_dict`, the one place that knows the reference layout.
+in `convert_state_dict`, the one place that knows the reference layout.
 """
 
 from __future__ import annotations

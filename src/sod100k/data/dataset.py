@@ -90,12 +90,12 @@ def _normalise(rgb: np.ndarray) -> torch.Tensor:
 class SaliencyDataset(Dataset):
     """Pairs of normalised ``3 x H x W`` images and binary ``1 x H x W`` masks.
 
-    ``augment`` is one of :data:`AUGMENTATIONS` (``"csnet"``: each side loses a random
+    ``augment`` is one of `AUGMENTATIONS` (``"csnet"``: each side loses a random
     0..14 px, then the pair is flipped with p = 0.5, left-right or up-down, equally
     likely; ``"flip"``: left-right flip with p = 0.5). The pair is then resized to
     ``size`` x ``size`` (bilinear image, nearest mask); ``size = 0`` keeps the image's
     own size. Unreadable pairs (and mismatched image/mask sizes) raise
-    :class:`ImageError` naming the file, or with ``skip_bad`` are logged as a warning and
+    `ImageError` naming the file, or with ``skip_bad`` are logged as a warning and
     returned as ``None``, which
     [`collate_skipping_bad`][sod100k.data.dataset.collate_skipping_bad] drops from the
     batch.

@@ -195,7 +195,7 @@ class CSFHead(nn.Module):
     """Cross-stage fusion head.
 
     Stage outputs at several resolutions are the scale branches of a 1x1 gOctCBR
-    (``fuse``); each branch then goes through a :class:`DilatedConvBlock`
+    (``fuse``); each branch then goes through a `DilatedConvBlock`
     (``multiscale.{k}``); a second 1x1 gOctCBR (``merge``) brings them to one scale.
 
     Args:

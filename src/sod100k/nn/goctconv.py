@@ -200,7 +200,7 @@ class GOctConv(nn.Module):
 
 
 class ScaledConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose weight is multiplied by :data:`WEIGHT_SCALE` in the forward pass.
+    """``nn.Conv2d`` whose weight is multiplied by `WEIGHT_SCALE` in the forward pass.
 
     Used for every plain convolution inside the CSNet blocks (depthwise convs, the head's
     dilated convs), exactly as the reference ``Conv2dX100``.
