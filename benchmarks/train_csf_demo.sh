@@ -17,5 +17,5 @@ done
 python -m sod100k train --model csf-res2net50 --data "$WORK/subset" --val ../shared/data/ECSSD \
   --val-limit "$V" --out "$WORK/train" --epochs "$EPOCHS" --size "$SIZE" --workers 1 \
   ${BACKBONE:+--backbone-weights "$BACKBONE"}
-python benchmarks/plot_loss.py docs/train_csf_demo_loss.png "$WORK/train"
+python benchmarks/plot_loss.py docs/images/train-csf-demo-loss.png "$WORK/train"
 cat "$WORK/train/metrics.csv"

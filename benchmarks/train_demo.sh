@@ -40,6 +40,6 @@ if has score; then
   sod benchmark -d "$ECSSD" -w "$WORK/finetune/last.pt" --name fine-tuned
 fi
 if has plot; then
-  python benchmarks/plot_loss.py docs/train_demo_loss.png "$WORK/train" "$WORK/finetune"
+  python benchmarks/plot_loss.py docs/images/train-demo-loss.png "$WORK/train" "$WORK/finetune"
   cat "$WORK/train/metrics.csv" "$WORK/finetune/metrics.csv"
 fi

@@ -1,4 +1,19 @@
-"""sod100k: tiny, fast salient object detection (CSNet, gOctConv, SOD100K)."""
+"""sod100k: tiny, fast salient object detection (CSNet, gOctConv, SOD100K).
+
+The top level holds what most programs need:
+
+* [`saliency`][sod100k.api.saliency] (alias ``predict``),
+  [`remove_background`][sod100k.api.remove_background] and
+  [`overlay`][sod100k.api.overlay]: one call from an image to a map, a cut-out or a
+  preview;
+* [`load_model`][sod100k.checkpoints.loading.load_model] /
+  [`save_model`][sod100k.checkpoints.loading.save_model]: the network as a
+  ``torch.nn.Module``, from released weights, our checkpoints or a training run;
+* [`create_model`][sod100k.models.registry.create_model],
+  [`list_presets`][sod100k.models.registry.list_presets] and
+  [`LayerConfig`][sod100k.models.config.LayerConfig]: build networks by preset name or
+  from explicit widths.
+"""
 
 from sod100k.api import overlay, predict, remove_background, saliency
 from sod100k.checkpoints.loading import load_model, save_model

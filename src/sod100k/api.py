@@ -1,4 +1,9 @@
-"""High-level Python API: one call from an image to a saliency map."""
+"""High-level Python API: one call from an image to a saliency map or a cut-out.
+
+The functions load the model once per argument set and cache it, so calling them in a
+loop is cheap after the first call. They are re-exported at the package top level
+(``sod100k.saliency`` etc.).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,21 @@ from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb, to_pil
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
 from sod100k.infer.runtime import make_backend
 
+#: Preset used when no model is named.
 DEFAULT_MODEL = "csnet-l-x2"
 #: Folder names of the released checkpoints, per preset.
 RELEASE_NAMES = {"csnet-l-x1": "csnet-L-x1", "csnet-l-x2": "csnet-L-x2"}
 
 
 def weights_home() -> Path:
-    """Where weights are looked up when none are named: ``$SOD100K_HOME/weights``
-    (default ``~/.cache/sod100k/weights``). Nothing is ever downloaded."""
+    """Folder where weights are looked up when none are named.
+
+    Nothing is ever downloaded into it; copy the released checkpoint folders there.
+
+    Returns:
+        ``$SOD100K_HOME/weights``, or ``~/.cache/sod100k/weights`` when
+        ``SOD100K_HOME`` is unset.
+    """
     home = os.environ.get("SOD100K_HOME") or Path.home() / ".cache" / "sod100k"
     return Path(home) / "weights"
 
@@ -29,8 +41,16 @@ def weights_home() -> Path:
 def default_weights(model: str) -> Path:
     """Weights for ``model`` when the caller names none.
 
-    ``$SOD100K_WEIGHTS`` wins; else ``weights_home()/<release name>`` (for instance
-    ``~/.cache/sod100k/weights/csnet-L-x2`` holding the released ``.pth.tar`` + ``.bin``).
+    Args:
+        model: A preset name such as ``"csnet-l-x2"``.
+
+    Returns:
+        ``$SOD100K_WEIGHTS`` when it is set; else ``weights_home()/<release name>``, for
+        instance ``~/.cache/sod100k/weights/csnet-L-x2`` holding the released
+        ``.pth.tar`` + ``.bin``.
+
+    Raises:
+        FileNotFoundError: Neither is there; the message says where to put them.
     """
     env = os.environ.get("SOD100K_WEIGHTS")
     if env:
@@ -53,11 +73,28 @@ def get_predictor(
     backend: str = "auto",
     threads: int | None = None,
 ) -> Predictor:
-    """A cached :class:`Predictor` (the model is loaded once per argument set).
+    """A cached predictor: the model is loaded once per argument set.
 
-    ``backend`` is ``auto`` (OpenVINO on CPU, torch on CUDA), ``torch``, ``torch-fused``,
-    ``onnx`` (ONNX Runtime, CPU) or ``openvino`` (CPU); with the last two ``weights`` may
-    be an ``.onnx`` file. ``threads`` sets the CPU threads it uses.
+    Args:
+        model: Preset name (``csnet-l-x1``, ``csnet-l-x2``, ``csf-res2net50``).
+        weights: A released checkpoint folder (``.pth.tar`` + ``.bin``), one of our
+            checkpoint files, a training run folder, or (``onnx``/``openvino`` backends)
+            an ``.onnx`` file. ``None``: [`default_weights`][sod100k.api.default_weights].
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        size: Side of the square network input (the reference protocol uses 224).
+        backend: ``"auto"`` (OpenVINO on CPU, torch on CUDA), ``"torch"``,
+            ``"torch-fused"``, ``"onnx"`` (ONNX Runtime, CPU) or ``"openvino"`` (CPU).
+        threads: CPU threads the backend may use; ``None`` leaves the runtime's default.
+
+    Returns:
+        A [`Predictor`][sod100k.infer.predictor.Predictor]: call it with an image to get
+        its ``H x W`` uint8 saliency map.
+
+    Raises:
+        FileNotFoundError: No weights were given and none are at the default place.
+        sod100k.checkpoints.CheckpointError: The weights cannot be read or do not fit
+            ``model``.
+        ValueError: Unknown model or backend name.
     """
     path = weights if weights is not None else str(default_weights(model))
     return Predictor(make_backend(backend, model, path, device=device, threads=threads), size)
@@ -72,15 +109,37 @@ def saliency(
     backend: str = "auto",
     threads: int | None = None,
 ) -> np.ndarray:
-    """Saliency map of ``image`` (path, bytes, PIL image or array) as ``H x W`` uint8.
+    """Saliency map of an image, at the image's own size.
 
-    The map has the image's original size and follows the reference test protocol;
-    ``backend`` and ``threads`` as in :func:`get_predictor`.
+    Follows the reference test protocol (resize to ``size`` x ``size``, ImageNet
+    normalisation, sigmoid, resize back, x255 truncated to uint8). The model is loaded
+    once per argument set and cached. ``sod100k.predict`` is the same function.
+
+    Args:
+        image: A path, encoded image bytes, a PIL image, or an ``H x W (x 1/3/4)``
+            uint8/uint16/float array. EXIF orientation is honoured.
+        model: Preset name (default ``csnet-l-x2``).
+        weights: Checkpoint folder or file; ``None`` looks in ``$SOD100K_WEIGHTS``, then
+            ``~/.cache/sod100k/weights/<release name>``.
+        size: Side of the square network input.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: Inference backend, as in
+            [`get_predictor`][sod100k.api.get_predictor].
+        threads: CPU threads for the backend.
+
+    Returns:
+        ``H x W`` uint8 array, 255 = salient.
+
+    Raises:
+        sod100k.data.images.ImageError: ``image`` cannot be decoded (the message names it).
+        FileNotFoundError: No weights were given and none are at the default place.
+        sod100k.checkpoints.CheckpointError: The weights cannot be read or do not fit.
     """
     weights_arg = None if weights is None else str(weights)
     return get_predictor(model, weights_arg, device, size, backend, threads)(image)
 
 
+#: Another name for [`saliency`][sod100k.api.saliency].
 predict = saliency
 
 
@@ -100,10 +159,32 @@ def remove_background(
     backend: str = "auto",
     threads: int | None = None,
 ) -> Image.Image:
-    """Cut the salient object out of ``image``: an RGBA PIL image of the original size.
+    """Cut the salient object out of an image.
 
-    By default the alpha is soft (the saliency map, edge-refined with a guided filter,
-    see :mod:`sod100k.infer.cutout`); ``threshold`` (0-255) makes it a hard 0/255 mask.
+    By default the alpha is soft: the saliency map, edge-refined with a guided filter
+    (see [`sod100k.infer.cutout`][sod100k.infer.cutout]) so that it follows the colour
+    edges of the full-size image.
+
+    Args:
+        image: A path, encoded bytes, a PIL image or an array, as for
+            [`saliency`][sod100k.api.saliency].
+        model: Preset name.
+        weights: Checkpoint folder or file (``None``: the default place).
+        threshold: 0-255; when given, the alpha is hard: 255 where the (refined) map is
+            ``>= threshold``, else 0.
+        refine: Edge-refine the map with the guided filter before using it as alpha.
+        size: Side of the square network input.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: Inference backend, as in [`get_predictor`][sod100k.api.get_predictor].
+        threads: CPU threads for the backend.
+
+    Returns:
+        RGBA PIL image of the (EXIF-rotated) image's size.
+
+    Raises:
+        sod100k.data.images.ImageError: ``image`` cannot be decoded.
+        FileNotFoundError: No weights were given and none are at the default place.
+        sod100k.checkpoints.CheckpointError: The weights cannot be read or do not fit.
     """
     rgb, sal = _image_and_map(image, model, weights, size, device, backend, threads)
     return to_pil(cutout_rgba(rgb, alpha_matte(rgb, sal, threshold, refine)))
@@ -118,6 +199,25 @@ def overlay(
     backend: str = "auto",
     threads: int | None = None,
 ) -> Image.Image:
-    """``image`` tinted red where it is salient, as an RGB PIL image (for a quick look)."""
+    """The image tinted red where it is salient, for a quick look at a prediction.
+
+    Args:
+        image: A path, encoded bytes, a PIL image or an array, as for
+            [`saliency`][sod100k.api.saliency].
+        model: Preset name.
+        weights: Checkpoint folder or file (``None``: the default place).
+        size: Side of the square network input.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: Inference backend, as in [`get_predictor`][sod100k.api.get_predictor].
+        threads: CPU threads for the backend.
+
+    Returns:
+        RGB PIL image of the image's size.
+
+    Raises:
+        sod100k.data.images.ImageError: ``image`` cannot be decoded.
+        FileNotFoundError: No weights were given and none are at the default place.
+        sod100k.checkpoints.CheckpointError: The weights cannot be read or do not fit.
+    """
     rgb, sal = _image_and_map(image, model, weights, size, device, backend, threads)
     return to_pil(overlay_rgb(rgb, sal))

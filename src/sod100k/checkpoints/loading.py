@@ -22,7 +22,19 @@ RUN_CHECKPOINTS = ("best.pt", "last.pt")
 
 
 def resolve_weights(weights: str | Path) -> tuple[str, Path, Path | None]:
-    """Classify ``weights``: ``("native", file, None)`` or ``("reference", pth, bin)``."""
+    """Find the checkpoint file(s) that ``weights`` names and say which format they are.
+
+    Args:
+        weights: A released checkpoint folder (``.pth.tar`` + ``.bin``), a ``.pth.tar``
+            file with its ``.bin`` beside it, one of our checkpoint files, or a training
+            run folder (``best.pt``, else ``last.pt``).
+
+    Returns:
+        ``("native", file, None)`` or ``("reference", pth, bin)``.
+
+    Raises:
+        CheckpointError: Nothing usable is there; the message names the path.
+    """
     path = Path(weights).expanduser()
     if path.is_dir():
         pair = find_reference_files(path)
@@ -47,7 +59,19 @@ def resolve_weights(weights: str | Path) -> tuple[str, Path, Path | None]:
 
 
 def load_weights(weights: str | Path) -> tuple[str, Any, dict[str, torch.Tensor], dict]:
-    """Read ``weights`` into ``(arch, config object, state dict, metadata)``."""
+    """Read a checkpoint without building the network.
+
+    Args:
+        weights: Anything [`resolve_weights`][sod100k.checkpoints.loading.resolve_weights]
+            accepts.
+
+    Returns:
+        ``(architecture name, config object, state dict in our names, metadata)``.
+
+    Raises:
+        CheckpointError: The files cannot be read, are not checkpoints, or name an
+            unknown architecture or a malformed config.
+    """
     kind, path, bin_path = resolve_weights(weights)
     if kind == "reference":
         config, state, meta = load_reference(path, bin_path)
@@ -65,6 +89,21 @@ def load_weights(weights: str | Path) -> tuple[str, Any, dict[str, torch.Tensor]
 
 
 def build_and_load(arch_name: str, config: Any, state: dict[str, torch.Tensor], origin: str):
+    """Build a network from its config and load a state dict that must fit it exactly.
+
+    Args:
+        arch_name: A registered architecture.
+        config: Its config object.
+        state: Parameters and buffers in our names.
+        origin: Where the weights came from, for error messages.
+
+    Returns:
+        The network with the weights loaded (training mode).
+
+    Raises:
+        CheckpointError: Missing, unexpected or wrongly shaped keys (up to five of each
+            are listed).
+    """
     model = registry.get_architecture(arch_name).build(config)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -90,18 +129,27 @@ def load_model(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Build a model and load its weights; returns it in eval mode.
+    """Build a model and load its weights.
+
+    A pruned checkpoint builds the net from its own config. The checkpoint's metadata
+    (source, epoch, ...) is attached as ``model.checkpoint_metadata``.
 
     Args:
-        model: a preset name (``csnet-l-x1``, ``csnet-l-x2``, ...). May be omitted when
-            ``weights`` is given: the checkpoint says what it is.
-        weights: a folder with the released files (``.pth.tar`` + ``.bin``), one of our
+        model: A preset name (``csnet-l-x1``, ``csnet-l-x2``, ``csf-res2net50``). May be
+            omitted when ``weights`` is given: the checkpoint says what it is.
+        weights: A folder with the released files (``.pth.tar`` + ``.bin``), one of our
             checkpoint files, or a training run folder (``best.pt``/``last.pt``). Without
             it the net is randomly initialised.
-        device: where to put the model.
+        device: Where to put the model.
 
-    The returned module maps a normalised float tensor ``(N, 3, H, W)`` to logits
-    ``(N, 1, H, W)``. A pruned checkpoint builds the net from its own config.
+    Returns:
+        The network in eval mode: it maps a normalised float tensor ``(N, 3, H, W)`` to
+        logits ``(N, 1, H, W)``.
+
+    Raises:
+        ValueError: Neither ``model`` nor ``weights`` is given, or ``model`` is unknown.
+        CheckpointError: The weights cannot be read, hold another architecture than
+            ``model``, or do not fit it.
     """
     if weights is None:
         if model is None:
@@ -123,7 +171,18 @@ def load_model(
 def save_model(
     path: str | Path, model: nn.Module, metadata: dict | None = None, extra: dict | None = None
 ) -> None:
-    """Save ``model`` (any registered architecture) in our single-file format."""
+    """Save a network in our single-file checkpoint format, atomically.
+
+    Args:
+        path: File to write.
+        model: A network of any registered architecture (it carries its config).
+        metadata: JSON-serialisable notes (source, epoch, ...).
+        extra: Training state for resuming (optimizer, scheduler, RNG); inference
+            ignores it.
+
+    Raises:
+        TypeError: ``model`` is not a sod100k network.
+    """
     save_checkpoint(
         path, registry.arch_of(model), model.config.to_dict(), model.state_dict(), metadata, extra
     )

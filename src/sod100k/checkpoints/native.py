@@ -28,8 +28,14 @@ def save_checkpoint(
 ) -> None:
     """Write a checkpoint atomically (a crash never leaves a truncated file behind).
 
-    ``extra`` holds training state (optimizer, scheduler, RNG) for resuming; inference
-    ignores it.
+    Args:
+        path: File to write.
+        arch: Architecture name (``"csnet"``, ``"csf-res2net50"``).
+        config: The network's config as JSON-ready data.
+        state_dict: Parameters and buffers; stored on the CPU.
+        metadata: JSON-serialisable notes (source, epoch, training info).
+        extra: Training state (optimizer, scheduler, RNG) for resuming; inference
+            ignores it.
     """
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -44,6 +50,15 @@ def save_checkpoint(
 
 
 def is_native_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a readable checkpoint in our format.
+
+    Args:
+        path: Any file.
+
+    Returns:
+        ``True`` when [`read_checkpoint`][sod100k.checkpoints.native.read_checkpoint]
+        accepts it.
+    """
     try:
         read_checkpoint(path)
     except CheckpointError:
@@ -52,7 +67,21 @@ def is_native_checkpoint(path: str | Path) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and check a checkpoint; config and metadata come back as dicts."""
+    """Load and check a checkpoint in our format.
+
+    The file is opened with ``torch.load(weights_only=True)``: no code runs.
+
+    Args:
+        path: The checkpoint file.
+
+    Returns:
+        The payload: ``format``, ``arch``, ``config`` and ``metadata`` (as dicts),
+        ``state_dict`` and, if saved, ``extra``.
+
+    Raises:
+        CheckpointError: No such file, not a sod100k checkpoint (for instance a released
+            ``.pth.tar``), or a corrupt config, metadata or state dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")

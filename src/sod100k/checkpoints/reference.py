@@ -3,7 +3,7 @@
 Both files are pickles from the net. The ``.pth.tar`` is read with
 ``torch.load(weights_only=True)``; the ``.bin`` layer config with a restricted unpickler
 that admits only numpy arrays, lists and numbers. Parameter names are mapped onto ours
-in :func:`convert_state_dict`, the one place that knows the reference layout.
+in `convert_state_dict`, the one place that knows the reference layout.
 """
 
 from __future__ import annotations
@@ -41,7 +41,20 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def read_reference_bin(path: str | Path) -> list[Any]:
-    """Read a reference ``.bin`` layer-config pickle safely (numpy arrays, lists, numbers)."""
+    """Read a reference ``.bin`` layer-config pickle safely.
+
+    The unpickler admits only numpy arrays, lists and numbers; any other global is
+    refused before it can run.
+
+    Args:
+        path: The ``.bin`` file.
+
+    Returns:
+        The raw list of per-unit width arrays.
+
+    Raises:
+        CheckpointError: Unreadable, refused or not a list.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -64,7 +77,20 @@ def _ints(v: Any) -> tuple[int, ...]:
 
 
 def layer_config_from_reference(raw: list[Any], name: str = "") -> LayerConfig:
-    """Turn the reference list-of-arrays layer config into a :class:`LayerConfig`."""
+    """Turn the reference list-of-arrays layer config into a ``LayerConfig``.
+
+    Args:
+        raw: What [`read_reference_bin`][sod100k.checkpoints.reference.read_reference_bin]
+            returned.
+        name: Label of the config (the checkpoint's name).
+
+    Returns:
+        The validated layer config.
+
+    Raises:
+        CheckpointError: The list does not have the reference layout.
+        sod100k.models.config.ConfigError: The widths do not describe a working CSNet.
+    """
     try:
         depths = _ints(raw[-1])
         n_units = 1 + sum(depths)
@@ -104,7 +130,15 @@ _RENAMES = [
 
 
 def convert_key(key: str) -> str:
-    """Map one reference parameter name to ours."""
+    """Map one reference parameter name to ours.
+
+    Args:
+        key: A key of a reference state dict (a ``module.`` prefix is dropped).
+
+    Returns:
+        The key in our names (for example ``cls_layer.weight`` -> ``classifier.weight``,
+        ``stage2.0.conv1x1.bns.0.weight`` -> ``stages.2.0.expand.norms.0.weight``).
+    """
     key = key.removeprefix("module.")
     for pattern, repl in _RENAMES:
         key = re.sub(pattern, repl, key)
@@ -112,11 +146,27 @@ def convert_key(key: str) -> str:
 
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename every key of a reference state dict to ours.
+
+    Args:
+        state: The reference state dict.
+
+    Returns:
+        The same tensors under our names.
+    """
     return {convert_key(k): v for k, v in state.items()}
 
 
 def find_reference_files(folder: Path) -> tuple[Path, Path] | None:
-    """The ``(.pth.tar, .bin)`` pair in ``folder``, or None if it holds no such pair."""
+    """Find a released checkpoint's two files in a folder.
+
+    Args:
+        folder: The folder to look in.
+
+    Returns:
+        The ``(.pth.tar, .bin)`` pair (same stem preferred), or ``None`` if the folder
+        holds no such pair.
+    """
     tars = sorted(folder.glob("*.pth.tar")) + sorted(folder.glob("*.pth"))
     bins = sorted(folder.glob("*.bin"))
     if not tars or not bins:
@@ -130,7 +180,18 @@ def find_reference_files(folder: Path) -> tuple[Path, Path] | None:
 
 
 def load_reference(pth: str | Path, bin_path: str | Path) -> tuple[LayerConfig, dict, dict]:
-    """Load a reference checkpoint: ``(config, our state dict, metadata)``."""
+    """Load a released reference checkpoint.
+
+    Args:
+        pth: The ``.pth.tar`` weights (read with ``torch.load(weights_only=True)``).
+        bin_path: The ``.bin`` layer config.
+
+    Returns:
+        ``(layer config, state dict in our names, metadata)``.
+
+    Raises:
+        CheckpointError: Either file is unreadable or malformed; the message names it.
+    """
     pth, bin_path = Path(pth), Path(bin_path)
     try:
         name = pth.name.removesuffix(".tar").removesuffix(".pth")

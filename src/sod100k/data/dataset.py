@@ -28,7 +28,18 @@ class DatasetError(ValueError):
 
 
 def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
-    """``(images, masks)`` folders of ``root``: ``images/`` + ``masks/`` or DUTS ``*-Image``."""
+    """The image and mask folders of a dataset.
+
+    Args:
+        root: A dataset folder holding ``images/`` + ``masks/``, or DUTS-style
+            ``*-Image/`` + ``*-Mask/``.
+
+    Returns:
+        ``(images folder, masks folder)``.
+
+    Raises:
+        DatasetError: ``root`` is missing or has neither layout.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset folder")
@@ -42,7 +53,20 @@ def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
 
 
 def pair_by_stem(root: str | Path) -> list[tuple[Path, Path]]:
-    """Image/mask pairs with the same file stem; unpaired files are logged and skipped."""
+    """Image/mask pairs of a dataset, matched by file stem.
+
+    Images without a mask are skipped with one warning that counts them.
+
+    Args:
+        root: A dataset folder (see
+            [`find_pair_folders`][sod100k.data.dataset.find_pair_folders]).
+
+    Returns:
+        ``(image, mask)`` paths, sorted by image path.
+
+    Raises:
+        DatasetError: The folders are missing or no image has a mask.
+    """
     image_dir, mask_dir = find_pair_folders(root)
     masks = {p.stem: p for p in list_images(mask_dir)}
     pairs, unpaired = [], 0
@@ -66,13 +90,25 @@ def _normalise(rgb: np.ndarray) -> torch.Tensor:
 class SaliencyDataset(Dataset):
     """Pairs of normalised ``3 x H x W`` images and binary ``1 x H x W`` masks.
 
-    ``augment`` is one of :data:`AUGMENTATIONS` (``"csnet"``: each side loses a random
+    ``augment`` is one of `AUGMENTATIONS` (``"csnet"``: each side loses a random
     0..14 px, then the pair is flipped with p = 0.5, left-right or up-down, equally
     likely; ``"flip"``: left-right flip with p = 0.5). The pair is then resized to
     ``size`` x ``size`` (bilinear image, nearest mask); ``size = 0`` keeps the image's
     own size. Unreadable pairs (and mismatched image/mask sizes) raise
-    :class:`ImageError` naming the file, or with ``skip_bad`` are logged as a warning and
-    returned as ``None``, which :func:`collate_skipping_bad` drops from the batch.
+    `ImageError` naming the file, or with ``skip_bad`` are logged as a warning and
+    returned as ``None``, which
+    [`collate_skipping_bad`][sod100k.data.dataset.collate_skipping_bad] drops from the
+    batch.
+
+    Args:
+        root: A dataset folder (``images/`` + ``masks/`` or DUTS layout).
+        size: Side of the square output; 0 keeps each image's own size (batch 1).
+        augment: ``"csnet"``, ``"flip"`` or ``"none"``.
+        skip_bad: Return ``None`` for unreadable pairs instead of raising.
+
+    Raises:
+        ValueError: Unknown ``augment``.
+        DatasetError: The folders are missing or hold no pairs.
     """
 
     def __init__(
@@ -89,6 +125,18 @@ class SaliencyDataset(Dataset):
         return len(self.pairs)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read one pair without augmenting or resizing it.
+
+        Args:
+            index: Pair index.
+
+        Returns:
+            ``(H x W x 3 uint8 image, H x W float32 mask of 0/1)``.
+
+        Raises:
+            ImageError: A file cannot be decoded, or the mask's size differs from the
+                image's.
+        """
         image_path, mask_path = self.pairs[index]
         rgb, mask = load_rgb(image_path), load_mask(mask_path)
         if rgb.shape[:2] != mask.shape:
@@ -134,6 +182,14 @@ class SaliencyDataset(Dataset):
 def collate_skipping_bad(
     samples: list[tuple[torch.Tensor, torch.Tensor] | None],
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Stack the good samples of a batch; ``None`` when none of them could be read."""
+    """Collate a batch, dropping the samples that could not be read.
+
+    Args:
+        samples: Dataset items, ``None`` for skipped pairs.
+
+    Returns:
+        ``(images, masks)`` stacked from the good samples, or ``None`` when none of them
+        could be read (the training loop then skips the batch).
+    """
     good = [s for s in samples if s is not None]
     return default_collate(good) if good else None

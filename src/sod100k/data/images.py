@@ -78,6 +78,18 @@ def load_rgb(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
 
     Grayscale is replicated to three channels; alpha is dropped (the colour values are
     kept as stored); palette, CMYK and 16-bit images are converted.
+
+    Args:
+        source: A file path or the encoded bytes.
+        name: Name used in error messages (default: the path, or ``<bytes>``).
+
+    Returns:
+        ``H x W x 3`` uint8 array of the (EXIF-rotated) image.
+
+    Raises:
+        ImageError: Unreadable, empty, corrupt or truncated file, not an image, an image
+            over 100 MP (decompression bomb), or malformed EXIF; the message names the
+            file.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     img = _open(source, name)
@@ -98,12 +110,39 @@ def load_mask(source: str | Path | bytes, name: str | None = None, threshold: in
 
     Masks stored as RGB or with values other than 0/255 are converted to luminance
     first, then binarised.
+
+    Args:
+        source: A file path or the encoded bytes.
+        name: Name used in error messages.
+        threshold: Gray level from which a pixel is foreground.
+
+    Returns:
+        Boolean ``H x W`` array.
+
+    Raises:
+        ImageError: The file cannot be decoded (as for
+            [`load_rgb`][sod100k.data.images.load_rgb]).
     """
     return load_gray(source, name) >= threshold
 
 
 def load_gray(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    """Read a saliency map or mask as ``H x W`` uint8 (RGB is converted to luminance)."""
+    """Read a saliency map or mask as gray levels.
+
+    RGB (and RGBA) is converted to luminance; 16-bit and float images are scaled to
+    0-255 by their range.
+
+    Args:
+        source: A file path or the encoded bytes.
+        name: Name used in error messages.
+
+    Returns:
+        ``H x W`` uint8 array.
+
+    Raises:
+        ImageError: The file cannot be decoded (as for
+            [`load_rgb`][sod100k.data.images.load_rgb]).
+    """
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     img = _to_8bit(_open(source, name))
     if img.mode in ("RGBA", "LA", "PA"):
@@ -114,7 +153,16 @@ def load_gray(source: str | Path | bytes, name: str | None = None) -> np.ndarray
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` (by suffix), sorted; hidden files are skipped."""
+    """Image files under a folder, found by suffix.
+
+    Args:
+        folder: The folder.
+        recursive: Also search sub-folders.
+
+    Returns:
+        Sorted paths with a suffix in ``IMAGE_SUFFIXES`` (any case); hidden files and
+        files in hidden folders are skipped. Empty when the folder has none.
+    """
     folder = Path(folder)
     pattern = "**/*" if recursive else "*"
     return sorted(
@@ -127,7 +175,21 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 
 
 def to_rgb(image: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
-    """Accept a path, encoded bytes, a PIL image or an array; return ``H x W x 3`` uint8."""
+    """Bring any supported image form to ``H x W x 3`` uint8 RGB.
+
+    Args:
+        image: A path or encoded bytes (decoded with
+            [`load_rgb`][sod100k.data.images.load_rgb]), a PIL image (EXIF-rotated), or an
+            ``H x W`` / ``H x W x 1|3|4`` array: uint8, uint16 (scaled by 255/65535) or
+            float in [0, 1].
+
+    Returns:
+        A contiguous ``H x W x 3`` uint8 array; alpha is dropped.
+
+    Raises:
+        ImageError: A file that cannot be decoded, an array of another shape or dtype,
+            or another type of object.
+    """
     if isinstance(image, str | Path | bytes):
         return load_rgb(image)
     if isinstance(image, Image.Image):

@@ -2,7 +2,8 @@
 
 A CSNet is fully described by the channel widths of every scale branch of every gOctConv
 unit (pruning changes only these numbers), the head's widths per branch and per dilation,
-and the stage depths. See ``docs/architecture.md`` for the layout.
+and the stage depths. See the architecture page of the documentation
+(``docs/architecture.md``) for the layout and a JSON example.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ Widths = tuple[int, ...]
 
 @dataclass(frozen=True)
 class UnitConfig:
-    """One ILBlock's gOctConv: channels per scale branch in and out (0 = branch absent)."""
+    """One ILBlock's gOctConv: channels per scale branch in and out.
+
+    Attributes:
+        in_channels: Width of every input branch; entry ``k`` is the branch at 1/2^k of
+            the stage's base resolution, 0 means the branch is absent.
+        out_channels: Width of every output branch, likewise.
+    """
 
     in_channels: Widths
     out_channels: Widths
@@ -35,7 +42,16 @@ class UnitConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The CSF head: ``in_channels`` come from the last unit of stages 2, 3 and 4."""
+    """Widths of CSNet's cross-stage fusion head.
+
+    Attributes:
+        in_channels: First-branch widths of the last unit of stages 2, 3 and 4.
+        fuse_channels: Output width of the 1x1 gOctCBR, per branch.
+        dilation_channels: Per branch, the output width of the 3x3 conv of each
+            dilation in ``dilations`` (0 removes that conv).
+        out_channels: Width of the single-scale merge before the classifier.
+        dilations: Dilations of the multi-scale block (default 1, 2, 4, 8, 16).
+    """
 
     in_channels: Widths
     fuse_channels: Widths
@@ -45,6 +61,7 @@ class HeadConfig:
 
     @property
     def multiscale_channels(self) -> Widths:
+        """Output width of each branch's dilated block (the sum of its dilation widths)."""
         return tuple(sum(d) for d in self.dilation_channels)
 
 
@@ -54,7 +71,18 @@ class LayerConfig:
 
     ``units[0]`` is the stem block (stage 0); then ``stage_depths[s]`` blocks per stage.
     The first block of stages 2, 3 and 4 has stride 2; the head taps the last blocks of
-    stages 2, 3 and 4 (1/2, 1/4 and 1/8 of the input resolution).
+    stages 2, 3 and 4 (1/2, 1/4 and 1/8 of the input resolution). Pruning changes only
+    these numbers, so a pruned net is rebuilt from its config alone.
+
+    Attributes:
+        units: One entry per ILBlock, in forward order.
+        head: The head's widths.
+        stage_depths: Blocks in stages 1 to 4 (default 3, 4, 6, 4).
+        name: A label (a preset name, or the checkpoint's); not part of equality.
+
+    Raises:
+        ConfigError: On construction, when the widths cannot describe a working CSNet
+            (see [`validate`][sod100k.models.config.validate]).
     """
 
     units: tuple[UnitConfig, ...]
@@ -67,17 +95,37 @@ class LayerConfig:
 
     # -- structure -----------------------------------------------------------------
     def stage_of(self) -> list[tuple[int, int]]:
-        """``(stage, index in stage)`` of every unit; stage 0 is the stem."""
+        """Where each unit sits.
+
+        Returns:
+            ``(stage, index in stage)`` of every unit, in order; stage 0 is the stem.
+        """
         out = [(0, 0)]
         for s, depth in enumerate(self.stage_depths, start=1):
             out.extend((s, b) for b in range(depth))
         return out
 
     def stride_of(self, unit: int) -> int:
+        """Stride of unit ``unit``'s gOctConv.
+
+        Args:
+            unit: Index into ``units``.
+
+        Returns:
+            2 for the first block of stages 2, 3 and 4, else 1.
+        """
         stage, index = self.stage_of()[unit]
         return 2 if stage >= 2 and index == 0 else 1
 
     def last_unit_of_stage(self, stage: int) -> int:
+        """Index of the last unit of ``stage``.
+
+        Args:
+            stage: 0 (the stem) to 4.
+
+        Returns:
+            An index into ``units``.
+        """
         return sum((1, *self.stage_depths)[: stage + 1]) - 1
 
     @property
@@ -87,20 +135,49 @@ class LayerConfig:
 
     # -- serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data.
+
+        Returns:
+            A dict of lists and numbers, tagged ``"format": "sod100k.layer_config/1"``.
+        """
         d = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as JSON has them
         d["format"] = "sod100k.layer_config/1"
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
+        """The config as a JSON string.
+
+        Args:
+            indent: Passed to ``json.dumps``; ``None`` for one line.
+
+        Returns:
+            The JSON text of ``to_dict()``.
+        """
         return json.dumps(self.to_dict(), indent=indent)
 
     def save(self, path: str | Path) -> None:
+        """Write the config as JSON, atomically.
+
+        Args:
+            path: File to write.
+        """
         from sod100k.utils.files import atomic_write_text
 
         atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerConfig:
+        """Build a config from data shaped as ``to_dict`` writes it.
+
+        Args:
+            d: The data; ``stage_depths``, ``dilations`` and ``name`` may be omitted.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: A field is missing or malformed, or the widths do not fit.
+        """
         try:
             units = tuple(
                 UnitConfig(_widths(u["in_channels"]), _widths(u["out_channels"]))
@@ -121,6 +198,17 @@ class LayerConfig:
 
     @classmethod
     def from_json(cls, text: str) -> LayerConfig:
+        """Parse a config from JSON text.
+
+        Args:
+            text: A JSON object as ``to_json`` writes it.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: Invalid JSON, not an object, or widths that do not fit.
+        """
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -131,6 +219,18 @@ class LayerConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> LayerConfig:
+        """Read a config from a JSON file.
+
+        Args:
+            path: The file.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: The file cannot be read or holds no valid config; the message
+                names the file.
+        """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -142,6 +242,14 @@ class LayerConfig:
             raise ConfigError(f"{path}: {e}") from e
 
     def with_name(self, name: str) -> LayerConfig:
+        """The same widths under another name.
+
+        Args:
+            name: The new label.
+
+        Returns:
+            A new config.
+        """
         return LayerConfig(self.units, self.head, self.stage_depths, name)
 
 
@@ -158,7 +266,18 @@ def _widths(v: Any) -> Widths:
 
 
 def validate(cfg: LayerConfig) -> None:
-    """Raise :class:`ConfigError` with a precise message if ``cfg`` cannot be built."""
+    """Check that ``cfg`` describes a CSNet that can be built.
+
+    Checks the unit count against the stage depths, that consecutive units' widths
+    chain, that unit 0 takes the RGB image, and the head's widths against the tapped
+    units.
+
+    Args:
+        cfg: The config to check.
+
+    Raises:
+        ConfigError: With a message naming the first unit or head field that is wrong.
+    """
     depths = cfg.stage_depths
     if len(depths) != 4 or any(d < 1 for d in depths):
         raise ConfigError(f"stage_depths must be 4 positive integers, got {list(depths)}")
@@ -219,7 +338,20 @@ def _validate_head(cfg: LayerConfig) -> None:
 
 
 def unpruned(width: int, split: tuple[float, ...] = DEFAULT_SPLIT, name: str = "") -> LayerConfig:
-    """The unpruned CSNet of base width ``width`` (20 for csnet-l-x1, 40 for csnet-l-x2)."""
+    """The unpruned CSNet of base width ``width``.
+
+    Args:
+        width: Base width: 20 for csnet-l-x1, 40 for csnet-l-x2.
+        split: Fraction of each unit's channels per scale branch (default half at full,
+            half at half resolution).
+        name: Label of the config.
+
+    Returns:
+        The config of the unpruned net (pruning the released nets started from it).
+
+    Raises:
+        ConfigError: ``width`` is not positive or ``split`` does not sum to 1.
+    """
     if width <= 0:
         raise ConfigError(f"base width must be positive, got {width}")
     if not split or any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:

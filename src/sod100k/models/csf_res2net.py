@@ -21,6 +21,17 @@ class CSFRes2NetConfig:
     outputs (1408 together, split 1:2:4:4 as in the reference code);
     ``dilation_channels[k]`` are the widths of the dilation-1, 2, 4, 8, 16 convs of
     branch k (each sum divisible by ``groups``).
+
+    Attributes:
+        name: Label of the config.
+        fuse_channels: Width of each of the four scale branches after the fuse unit.
+        dilation_channels: Per branch, the widths of its five dilated convs.
+        head_out_channels: Width of the single-scale merge before the classifier.
+        groups: GroupNorm groups of every head unit (32 in the reference).
+        frozen_bn: Keep the backbone's BatchNorms frozen (ImageNet statistics).
+
+    Raises:
+        ConfigError: On construction, when the branch count or widths do not fit.
     """
 
     name: str = "csf-res2net50"
@@ -46,10 +57,26 @@ class CSFRes2NetConfig:
                 )
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data (stored in checkpoints).
+
+        Returns:
+            A dict of the fields.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CSFRes2NetConfig:
+        """Build a config from data shaped as ``to_dict`` writes it.
+
+        Args:
+            d: The data; ``name``, ``groups`` and ``frozen_bn`` may be omitted.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: A field is missing or malformed.
+        """
         try:
             return cls(
                 name=str(d.get("name", "csf-res2net50")),
@@ -64,7 +91,19 @@ class CSFRes2NetConfig:
 
 
 class CSFRes2Net(nn.Module):
-    """Res2Net-50 stage outputs (1/4..1/32) as four scale branches of a CSF head."""
+    """CSF + Res2Net-50: Res2Net-50 stage outputs (1/4..1/32) as four scale branches of a CSF head.
+
+    Maps a normalised ``(N, 3, H, W)`` batch to logits ``(N, 1, H, W)``; any size works.
+
+    Args:
+        config: The head's widths.
+        pretrained_backbone: Optional local file with ImageNet Res2Net-50 v1b 26w4s
+            weights in the public key layout; nothing is downloaded.
+
+    Raises:
+        sod100k.nn.res2net.BackboneWeightsError: ``pretrained_backbone`` is not a
+            loadable Res2Net-50 v1b state dict (the message lists the wrong keys).
+    """
 
     arch = "csf-res2net50"
 

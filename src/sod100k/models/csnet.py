@@ -10,14 +10,20 @@ from sod100k.nn.blocks import BranchCBR, CSFHead, ILBlock
 
 
 class CSNet(nn.Module):
-    """CSNet built from a :class:`LayerConfig`.
+    """CSNet built from a [`LayerConfig`][sod100k.models.config.LayerConfig].
 
     Maps a normalised image batch ``(N, 3, H, W)`` to saliency logits ``(N, 1, H, W)``.
     Any ``H, W >= 16`` works; the reference code needs multiples of 16.
 
     Parameter names: ``stages.{s}.{b}.{expand,dw1,dw2}...``, ``head.{fuse,multiscale,merge}``
-    and ``classifier`` (see :mod:`sod100k.checkpoints.reference` for the mapping from the
-    reference checkpoints).
+    and ``classifier`` (see [`sod100k.checkpoints.reference`][sod100k.checkpoints.reference]
+    for the mapping from the reference checkpoints).
+
+    Args:
+        config: The widths of every unit; a pruned config builds the pruned net.
+
+    Raises:
+        ValueError: In ``forward``, when the input is not an ``(N, 3, H, W)`` batch.
     """
 
     arch = "csnet"
@@ -37,10 +43,19 @@ class CSNet(nn.Module):
         self.classifier = nn.Conv2d(h.out_channels, 1, kernel_size=1, bias=True)
 
     def blocks(self) -> list[ILBlock]:
+        """Every ILBlock of the backbone, in forward order (stem first).
+
+        Returns:
+            The blocks, one per entry of ``config.units``.
+        """
         return [b for stage in self.stages for b in stage]
 
     def branch_units(self) -> list[BranchCBR]:
-        """Every per-branch CBR of the backbone, in forward order (for DWD and pruning)."""
+        """Every per-branch CBR of the backbone, in forward order (for DWD and pruning).
+
+        Returns:
+            Three units per block: its gOctCBR and its two depthwise CBRs.
+        """
         return [u for b in self.blocks() for u in b.units]
 
     def forward(self, x: Tensor) -> Tensor:

@@ -23,6 +23,11 @@ class BranchCBR(nn.Module):
 
     Dynamic weight decay and pruning treat every such unit alike: its ``norms`` gammas
     say which output channels are alive.
+
+    Args:
+        out_channels: Width of every output branch (0: absent, no norm or PReLU).
+        norm_layer: Builds the norm of a branch from its width (BatchNorm by default in
+            the subclasses; GroupNorm in the CSF head).
     """
 
     def __init__(self, out_channels: Sequence[int], norm_layer: NormFactory) -> None:
@@ -43,7 +48,17 @@ class BranchCBR(nn.Module):
 
 
 class GOctCBR(BranchCBR):
-    """gOctConv followed by a BatchNorm and a PReLU on every output branch."""
+    """gOctConv followed by a norm and a PReLU on every output branch.
+
+    Args:
+        in_channels: Width of every input branch (0: absent).
+        out_channels: Width of every output branch (0: absent).
+        kernel_size: Kernel size of the gOctConv (1 or 3).
+        stride: 1, or 2 to halve every branch.
+        norm_layer: Builds a branch's norm from its width.
+        resample: ``"maxpool"`` (CSNet) or ``"bilinear"`` (CSF + Res2Net); see
+            [`GOctConv`][sod100k.nn.goctconv.GOctConv].
+    """
 
     def __init__(
         self,
@@ -63,7 +78,12 @@ class GOctCBR(BranchCBR):
 
 
 class BranchDepthwiseCBR(BranchCBR):
-    """A depthwise 3x3 conv, BatchNorm and PReLU on each scale branch separately."""
+    """A depthwise 3x3 conv (x100 weight scale), norm and PReLU on each branch separately.
+
+    Args:
+        channels: Width of every branch (the same in and out; 0: absent).
+        norm_layer: Builds a branch's norm from its width.
+    """
 
     def __init__(self, channels: Sequence[int], norm_layer: NormFactory = nn.BatchNorm2d) -> None:
         super().__init__(channels, norm_layer)
@@ -89,6 +109,12 @@ class ILBlock(nn.Module):
 
     The gOctCBR is 3x3 for the first block of the network and for stride-2 blocks, 1x1
     otherwise.
+
+    Args:
+        in_channels: Width of every input branch.
+        out_channels: Width of every output branch.
+        stride: 1, or 2 for the first block of stages 2 to 4.
+        first: The network's first block (3x3 gOctCBR on the image).
     """
 
     def __init__(
@@ -106,6 +132,7 @@ class ILBlock(nn.Module):
 
     @property
     def units(self) -> tuple[BranchCBR, ...]:
+        """The block's three units: ``expand``, ``dw1``, ``dw2``."""
         return (self.expand, self.dw1, self.dw2)
 
     def forward(self, xs: Branches | Tensor) -> Branches:
@@ -117,6 +144,16 @@ class DilatedConvBlock(nn.Module):
 
     ``dilation_channels[d]`` is the output width of the conv with ``dilations[d]``; a
     zero removes that conv (after pruning).
+
+    Args:
+        in_channels: Input width.
+        dilation_channels: Output width of each dilated conv.
+        dilations: Dilation of each conv.
+        norm_layer: Builds the norm from the total output width.
+        conv_layer: The conv class (x100-scaled in CSNet, plain in CSF + Res2Net).
+
+    Raises:
+        ValueError: ``dilation_channels`` and ``dilations`` differ in length.
     """
 
     def __init__(
@@ -158,8 +195,19 @@ class CSFHead(nn.Module):
     """Cross-stage fusion head.
 
     Stage outputs at several resolutions are the scale branches of a 1x1 gOctCBR
-    (``fuse``); each branch then goes through a :class:`DilatedConvBlock`
+    (``fuse``); each branch then goes through a `DilatedConvBlock`
     (``multiscale.{k}``); a second 1x1 gOctCBR (``merge``) brings them to one scale.
+
+    Args:
+        in_channels: Width of every input branch (one per tapped stage).
+        fuse_channels: Width of every branch after ``fuse``.
+        dilation_channels: Per branch, the width of each dilated conv.
+        out_channels: Width of the single-scale output.
+        dilations: Dilations of the multi-scale blocks.
+        norm_layer: Norm of ``fuse`` and ``merge``.
+        multiscale_norm_layer: Norm of the dilated blocks.
+        multiscale_conv_layer: Conv class of the dilated blocks.
+        resample: gOctConv variant of ``fuse`` and ``merge``.
     """
 
     def __init__(

@@ -34,7 +34,14 @@ WEIGHT_SCALE = 100.0
 
 
 def offsets(widths: Sequence[int]) -> list[int]:
-    """Channel offsets of consecutive branches: ``[0, w0, w0 + w1, ...]``."""
+    """Channel offsets of consecutive branches in a concatenated tensor.
+
+    Args:
+        widths: Width of every branch.
+
+    Returns:
+        ``[0, w0, w0 + w1, ...]``, one more entry than ``widths``.
+    """
     out = [0]
     for w in widths:
         out.append(out[-1] + int(w))
@@ -48,6 +55,12 @@ def branch_sizes(xs: Sequence[Tensor | None]) -> list[tuple[int, int]]:
     finer ones are doublings. Deriving all sizes from one branch lets inputs whose sides
     are not multiples of 2^k flow through the net: upsampled branches are interpolated to
     the exact size of their target instead of by a fixed factor.
+
+    Args:
+        xs: The branches, ``None`` for absent ones; at least one must be present.
+
+    Returns:
+        ``(height, width)`` of every branch, present or not.
     """
     finest = next(i for i, x in enumerate(xs) if x is not None)
     h, w = xs[finest].shape[-2:]
@@ -62,7 +75,18 @@ def branch_sizes(xs: Sequence[Tensor | None]) -> list[tuple[int, int]]:
 
 
 def resample(x: Tensor, src: int, dst: int, size: tuple[int, int]) -> Tensor:
-    """Move a branch from scale ``src`` to scale ``dst`` (``size`` is the target size)."""
+    """Move a branch from one scale to another, as CSNet's gOctConv does.
+
+    Args:
+        x: The feature map, ``(N, C, H, W)``.
+        src: Its scale index (branch ``k`` is at 1/2^k of the base resolution).
+        dst: The target scale index.
+        size: The target ``(height, width)``, used when upsampling.
+
+    Returns:
+        ``x`` max-pooled by 2^(dst - src) when moving to a coarser scale, bilinearly
+        resized to ``size`` when moving to a finer one, unchanged otherwise.
+    """
     if dst > src:
         k = 2 ** (dst - src)
         return F.max_pool2d(x, k, stride=k)
@@ -87,6 +111,12 @@ class GOctConv(nn.Module):
     With a single input and a single output branch the unit is an ordinary convolution,
     and, as in the reference code, it then uses the x100 weight scale and a strided
     convolution instead of average pooling.
+
+    ``forward`` takes a list of branches (or one tensor) and returns a list with one
+    entry per output branch, ``None`` for absent ones.
+
+    Raises:
+        ValueError: Unknown ``resample``, a stride other than 1 or 2, or an even kernel.
     """
 
     def __init__(
@@ -170,7 +200,7 @@ class GOctConv(nn.Module):
 
 
 class ScaledConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose weight is multiplied by :data:`WEIGHT_SCALE` in the forward pass.
+    """``nn.Conv2d`` whose weight is multiplied by `WEIGHT_SCALE` in the forward pass.
 
     Used for every plain convolution inside the CSNet blocks (depthwise convs, the head's
     dilated convs), exactly as the reference ``Conv2dX100``.

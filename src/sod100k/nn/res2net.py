@@ -17,7 +17,17 @@ class BackboneWeightsError(ValueError):
 
 
 class Bottle2neck(nn.Module):
-    """Scale-split bottleneck: the 3x3 stage works on ``scale`` channel groups in a cascade."""
+    """Scale-split bottleneck: the 3x3 stage works on ``scale`` channel groups in a cascade.
+
+    Args:
+        inplanes: Input channels.
+        planes: Bottleneck channels (the output has ``4 * planes``).
+        stride: Stride of the 3x3 convs.
+        downsample: Shortcut projection, or ``None`` for the identity.
+        base_width: Channels per group at ``planes = 64`` (26 in 26w4s).
+        scale: Number of channel groups (4 in 26w4s).
+        first: The first block of a stage (no cascade; the last group is pooled).
+    """
 
     expansion = 4
 
@@ -64,7 +74,16 @@ class Bottle2neck(nn.Module):
 
 
 class Res2Net50(nn.Module):
-    """Res2Net-50 v1b 26w4s; ``forward`` returns the four stage outputs (1/4 .. 1/32)."""
+    """Res2Net-50 v1b 26w4s without its classifier.
+
+    ``forward`` maps ``(N, 3, H, W)`` to the four stage outputs (256, 512, 1024 and 2048
+    channels at 1/4, 1/8, 1/16 and 1/32 of the input).
+
+    Args:
+        layers: Blocks per stage.
+        frozen_bn: Keep every BatchNorm in eval mode with frozen parameters, even in
+            training mode (ImageNet statistics; the CSF recipe trains at batch 1).
+    """
 
     stage_channels = (256, 512, 1024, 2048)
 
@@ -112,6 +131,14 @@ class Res2Net50(nn.Module):
                     p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> Res2Net50:
+        """Set training mode, keeping frozen BatchNorms in eval mode.
+
+        Args:
+            mode: Training (``True``) or eval mode.
+
+        Returns:
+            The backbone itself.
+        """
         super().train(mode)
         # Frozen BN keeps ImageNet statistics even while the rest trains (batch size 1).
         if self.frozen_bn:
@@ -129,8 +156,15 @@ class Res2Net50(nn.Module):
     def load_pretrained(self, path: str | Path) -> None:
         """Load ImageNet weights in the public Res2Net v1b layout from a local file.
 
-        The classifier (``fc.*``) is ignored; any other missing or unexpected key is an
-        error that lists them.
+        The classifier (``fc.*``) and a ``module.`` prefix are ignored; the file is
+        read with ``torch.load(weights_only=True)``.
+
+        Args:
+            path: A state dict (or a dict holding one under ``state_dict``).
+
+        Raises:
+            BackboneWeightsError: Unreadable file, missing or unexpected keys, or wrong
+                shapes; the message names the file and lists the keys.
         """
         path = Path(path)
         try:
