@@ -21,7 +21,13 @@ MAX_PIXELS = 100_000_000
 #: Smallest side accepted; the networks need at least 16 px after resizing anyway.
 MIN_SIDE = 1
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: Suffixes of the image files taken from folders (``sod100k predict``, evaluation and
+#: training data): the raster formats the server accepts, all decoded by Pillow's wheels
+#: without extra tools. Multi-frame files (GIF, APNG, animated WebP) give their first frame.
+IMAGE_SUFFIXES = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+    ".webp", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".qoi",
+)  # fmt: skip
 
 
 class ImageError(ValueError):
