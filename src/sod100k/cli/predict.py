@@ -134,7 +134,7 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
         help="keep outputs that already exist and compute only the missing ones (resumes an "
         "interrupted run: outputs are written atomically, so an existing one is complete)",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary line")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("throughput")
     g.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
     g.add_argument(
@@ -185,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
-    if not args.quiet:
-        print(_summary(written, args.format, dest, plan), file=sys.stderr)
+    print(_summary(written, args.format, dest, plan), file=sys.stderr)
     _report_skipped(plan)
     failures.report()
     return 1 if failures else 0

@@ -7,6 +7,7 @@ skipped and reported; outputs are written atomically and never over an input.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections import deque
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from sod100k.data.images import ImageError, load_rgb
@@ -99,7 +101,7 @@ def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
 
     Args:
         image: ``H x W``, ``H x W x 3`` (RGB) or ``H x W x 4`` (RGBA) uint8.
-        suffix: ``.png``, ``.webp`` (lossless, alpha kept) or ``.jpg``/``.jpeg``
+        suffix: ``.png``, ``.webp`` (lossless, alpha and colours kept) or ``.jpg``/``.jpeg``
             (quality 95; no alpha).
 
     Returns:
@@ -112,8 +114,12 @@ def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
     if suffix == ".png":
         return encode_png(image)
     if suffix == ".webp":
-        params = [cv2.IMWRITE_WEBP_QUALITY, 101]  # above 100: lossless
-    elif suffix in (".jpg", ".jpeg"):
+        # Pillow, not OpenCV: libwebp's lossless mode changes the colour of fully
+        # transparent pixels unless told to keep them ("exact"), which OpenCV cannot say.
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image)).save(buf, "WEBP", lossless=True, exact=True)
+        return buf.getvalue()
+    if suffix in (".jpg", ".jpeg"):
         if image.ndim == 3 and image.shape[2] == 4:
             raise ValueError("JPEG cannot hold an alpha channel")
         params = [cv2.IMWRITE_JPEG_QUALITY, 95]
@@ -210,30 +216,38 @@ def run_batch(
             _fail(report, bar, job, e)
             bar.update(1)
         for job, rgb, lg in inferred:
-            writes.append((job, io.submit(write, job, rgb, lg)))
+            writes.append((job, io_pool.submit(write, job, rgb, lg)))
         collect(all_done=False)
 
     with (
-        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as io,
+        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as io_pool,
         ThreadPoolExecutor(max(1, streams), thread_name_prefix="sod-infer") as infer,
     ):
         loads: dict[int, Loaded] = {}
 
         def load(k: int) -> None:
             if k < len(chunks):
-                loads[k] = [(job, io.submit(_load, job, predictor.size)) for job in chunks[k]]
+                loads[k] = [(job, io_pool.submit(_load, job, predictor.size)) for job in chunks[k]]
 
-        for k in range(lookahead):
-            load(k)
-        running: deque[Future] = deque()
-        for k in range(len(chunks)):
-            running.append(infer.submit(_infer, loads.pop(k), predictor.backend))
-            load(k + lookahead)
-            while len(running) > max(1, streams) or (running and running[0].done()):
+        try:
+            for k in range(lookahead):
+                load(k)
+            running: deque[Future] = deque()
+            for k in range(len(chunks)):
+                running.append(infer.submit(_infer, loads.pop(k), predictor.backend))
+                load(k + lookahead)
+                while len(running) > max(1, streams) or (running and running[0].done()):
+                    handle(running.popleft().result())
+            while running:
                 handle(running.popleft().result())
-        while running:
-            handle(running.popleft().result())
-        collect(all_done=True)
+            collect(all_done=True)
+        except BaseException:
+            # Ctrl-C (or a bug): drop the queued work instead of finishing it; writes in
+            # progress complete or leave nothing (they are atomic).
+            io_pool.shutdown(wait=False, cancel_futures=True)
+            infer.shutdown(wait=False, cancel_futures=True)
+            bar.close()
+            raise
     bar.close()
     return report
 

@@ -157,7 +157,8 @@ def resolve_output(inputs: Sequence[Input], output: str | None, fmt: str) -> Des
 
     Raises:
         PlanError: standard input mixed with other inputs, several inputs to one file or
-            to standard output, or an output suffix that ``fmt`` cannot be written as.
+            to standard output, the input file as output, or an output suffix that
+            ``fmt`` cannot be written as.
     """
     kinds = [i.kind for i in inputs]
     if "stdin" in kinds and len(kinds) > 1:
@@ -181,6 +182,8 @@ def resolve_output(inputs: Sequence[Input], output: str | None, fmt: str) -> Des
                 f"{_describe(inputs)}; give a folder (a name without an image suffix)"
             )
         check_suffix(path, fmt)
+        if kinds == ["file"] and path.resolve() == inputs[0].path.resolve():
+            raise PlanError(f"-o {output} is the input file: choose another name")
         return Destination("file", path)
     if kinds == ["stdin"]:
         raise PlanError(f"-o {output}: with input '-' give an image file name (.png) or '-'")
@@ -342,16 +345,20 @@ def _scan(
 
 def _check_collisions(candidates: list[tuple[Job, bool]], plan: Plan, skip_existing: bool) -> None:
     """Keep the jobs whose output replaces no input and is claimed once."""
-    outputs = {job.dst.resolve() for job, _ in candidates if job.dst is not None}
+    outputs: dict[Path, set[Path]] = {}  # output -> the inputs writing it
+    for job, _ in candidates:
+        if job.dst is not None:
+            outputs.setdefault(job.dst.resolve(), set()).add(job.src.resolve())
     sources = set()
     kept: list[Job] = []
     for job, named in candidates:
-        if job.data is None and not named and job.src.resolve() in outputs:
-            plan.left_out.append(job.src)  # an earlier result of this run, not an input
+        src = job.src.resolve()
+        if job.data is None and not named and outputs.get(src, {src}) - {src}:
+            plan.left_out.append(job.src)  # an earlier result of another input: not an input
             continue
         kept.append(job)
         if job.data is None:
-            sources.add(job.src.resolve())
+            sources.add(src)
     claimed: dict[Path, Job] = {}
     for job in kept:
         if job.dst is None:
