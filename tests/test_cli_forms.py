@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +230,31 @@ def test_interrupted_run_resumes_with_skip_existing(photos, sod, monkeypatch, ca
     assert len(snapshot(Path("maps"))) == 6
     summary = f"wrote {missing} mask image(s) to maps; kept {len(done)} existing output(s)"
     assert summary in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_complete_files_and_the_run_resumes(photos, weights_x1) -> None:
+    """A real process, interrupted with SIGINT while it writes, then resumed."""
+    small = Image.open("photos/a.jpg")
+    small.thumbnail((48, 48))
+    for i in range(80):
+        small.save(f"photos/many{i:03d}.png")
+    argv = [sys.executable, "-m", "sod100k", "predict", "photos", "-o", "maps",
+            "-w", str(weights_x1), *FAST, "--batch-size", "1", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(Path("maps").glob("*.png")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    done = sorted(Path("maps").rglob("*"))
+    assert 1 <= len(done) < 83
+    assert all(p.suffix == ".png" and not p.name.startswith(".") for p in done)
+    for p in done:
+        Image.open(p).load()  # every file left behind is complete
+    assert main(["predict", "photos", "-o", "maps", "--skip-existing", "-w", str(weights_x1),
+                 *FAST]) == 0  # fmt: skip
+    assert len(list(Path("maps").rglob("*.png"))) == 83
