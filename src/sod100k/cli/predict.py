@@ -22,7 +22,7 @@ from sod100k.cli.common import (
     positive,
 )
 from sod100k.data.images import IMAGE_SUFFIXES
-from sod100k.infer.batch import RENDERERS, render_rgba, run_batch
+from sod100k.infer.batch import RENDERERS, Renderer, render_rgba, run_batch
 from sod100k.infer.inputs import (
     Destination,
     Plan,
@@ -63,10 +63,12 @@ tried. Progress and messages go to standard error only."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``sod100k predict`` on the sub-command parsers ``sub``."""
     return _add_parser(sub, "predict", fmt=None)
 
 
 def add_cutout_parser(sub) -> argparse.ArgumentParser:
+    """Register ``sod100k cutout`` (``predict`` with ``--format rgba``) on ``sub``."""
     return _add_parser(sub, "cutout", fmt="rgba")
 
 
@@ -150,6 +152,17 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Plan and check the whole run, then load the model and write every output.
+
+    Args:
+        args: the parsed ``predict``/``cutout`` options.
+
+    Returns:
+        0 when every input was written (or kept), 1 when some failed.
+
+    Raises:
+        CLIError: a usage error (exit status 2), found before the model is loaded.
+    """
     render = _check_options(args)
     inputs = classify_inputs(args.inputs)
     try:
@@ -191,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _check_options(args: argparse.Namespace):
+def _check_options(args: argparse.Namespace) -> Renderer:
     """Validate the options; return the renderer they ask for."""
     positive("batch-size", args.batch_size)
     positive("size", args.size)

@@ -262,7 +262,7 @@ def plan_run(
                 )
             found = _scan(sorted(item.path.rglob("*")), item.path, item.path, roots, plan)
             if not found:
-                plan.failed.append((item.arg, f"no images ({', '.join(IMAGE_SUFFIXES)}) found"))
+                plan.failed.append((item.arg, "no images found (see --help for the suffixes)"))
             base = dest.path if dest.kind == "folder" else _beside_folder(item.path, fmt)
             for src in found:
                 rel = src.relative_to(item.path).with_suffix(".png")
