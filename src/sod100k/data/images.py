@@ -23,7 +23,8 @@ MIN_SIDE = 1
 
 #: Suffixes of the image files taken from folders (``sod100k predict``, evaluation and
 #: training data): the raster formats the server accepts, all decoded by Pillow's wheels
-#: without extra tools (AVIF where this Pillow was built with it). Multi-frame files (GIF, APNG, animated WebP) give their first frame.
+#: without extra tools (AVIF where this Pillow was built with it). Multi-frame files
+#: (GIF, APNG, animated WebP) give their first frame.
 IMAGE_SUFFIXES = (
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff",
     ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".qoi",
