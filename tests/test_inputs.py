@@ -72,6 +72,7 @@ def test_resolve_output_forms(tree) -> None:
     assert out(["photos/a.jpg"], "m.png") == Destination("file", Path("m.png"))
     assert out(["-"], "m.png") == Destination("file", Path("m.png"))
     assert out(["photos/a.jpg"], "maps") == Destination("folder", Path("maps"))
+    assert out(["photos/a.jpg"], "maps.png/") == Destination("folder", Path("maps.png"))
     assert out(["photos/a.jpg"], "c.webp", "rgba") == Destination("file", Path("c.webp"))
     assert out(["photos/a.jpg"], "v.JPG", "overlay") == Destination("file", Path("v.JPG"))
     assert out(["photos", "photos/a.jpg"], "maps") == Destination("folder", Path("maps"))

@@ -144,7 +144,8 @@ def resolve_output(inputs: Sequence[Input], output: str | None, fmt: str) -> Des
     """Turn ``-o`` into a :class:`Destination`, refusing what cannot be meant.
 
     ``-o`` names a file when the input is one file (or ``-``) and the name has an image
-    suffix, and a folder otherwise; ``-o -`` is standard output. Without ``-o``, ``-``
+    suffix, and a folder otherwise (always when it ends with ``/``); ``-o -`` is standard
+    output. Without ``-o``, ``-``
     goes to standard output and everything else beside its input.
 
     Args:
@@ -171,7 +172,7 @@ def resolve_output(inputs: Sequence[Input], output: str | None, fmt: str) -> Des
             raise PlanError("-o - (standard output) takes exactly one input image")
         return Destination("stdout")
     path = Path(output).expanduser()
-    if path.is_dir():
+    if path.is_dir() or output.endswith(("/", os.sep)):
         if kinds == ["stdin"]:
             raise PlanError(f"-o {output} is a folder; with input '-' give a file name or '-'")
         return Destination("folder", path)
