@@ -280,8 +280,9 @@ def plan_run(
                 else:
                     dst = _file_dst(src, dest, fmt)
                 candidates.append((Job(src, dst), False))
-        else:
+        elif item.kind == "missing":
             plan.failed.append((item.arg, "no such file or folder"))
+        # other kinds (a video added to classify_inputs) are run by their own code
     _check_collisions(candidates, plan, skip_existing)
     return plan
 
