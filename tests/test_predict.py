@@ -75,9 +75,9 @@ def test_cli_predict_never_overwrites_inputs(tmp_path, weights_x1, capsys):
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "x.png")
     before = (tmp_path / "x.png").read_bytes()
     code = main(["predict", "--weights", str(weights_x1), str(tmp_path), "-o", str(tmp_path), "-q"])
-    assert code == 1
+    assert code == 2
     assert (tmp_path / "x.png").read_bytes() == before
-    assert "would overwrite an input" in capsys.readouterr().err
+    assert "is the input folder" in capsys.readouterr().err
 
 
 def test_cli_predict_empty_folder_and_missing_path(tmp_path, weights_x1, capsys):

@@ -15,6 +15,7 @@ from sod100k.models.config import ConfigError
 #: Sub-command modules; each defines ``add_parser(subparsers)`` and a ``run(args) -> int``.
 COMMANDS = [
     "predict",
+    "cutout",
     "info",
     "evaluate",
     "benchmark",
@@ -27,12 +28,29 @@ COMMANDS = [
 ]
 
 
+EPILOG = """\
+Run 'sod100k COMMAND --help' for the options and forms of each command.
+
+exit status:
+  0    success (predict/cutout: every input written)
+  1    some inputs failed (batch commands list each at the end and write the others)
+  2    usage error: a bad option or argument, unusable weights; nothing was run
+  130  interrupted (Ctrl-C)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sod100k`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
-        prog="sod100k", description="Salient object detection with CSNet (SOD100K)."
+        prog="sod100k",
+        description="Salient object detection with CSNet (SOD100K): saliency maps, "
+        "cut-outs, evaluation, training, pruning, export and an HTTP service.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sod100k {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"sod100k.cli.{name}")
@@ -42,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``sod100k`` with ``argv`` (default: ``sys.argv[1:]``).
+
+    Args:
+        argv: the arguments after the program name.
+
+    Returns:
+        The exit status (see :data:`EPILOG`); argparse exits with 2 itself on bad syntax.
+    """
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -42,8 +42,10 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_SIZE,
         help="network input side in pixels (default %(default)s, as the reference)",
     )
-    g.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument(
+        "--batch-size", type=int, default=8, help="images per forward pass (default %(default)s)"
+    )
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     g.add_argument(
         "--backend",
         default="auto",

@@ -1,11 +1,16 @@
-"""``sod100k predict``: saliency maps for image files and folders."""
+"""``sod100k predict`` and ``sod100k cutout``: saliency maps and cut-outs for images.
+
+One file, several files, folders, glob patterns or standard input in; one file, a folder,
+files beside the inputs or standard output out (see :mod:`sod100k.infer.inputs` for the
+rules). Everything the user can get wrong is refused before the model is loaded.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
-from pathlib import Path
+import textwrap
 
 from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import (
@@ -16,91 +21,256 @@ from sod100k.cli.common import (
     check_device,
     positive,
 )
-from sod100k.infer.batch import RENDERERS, plan_jobs, render_rgba, run_batch
+from sod100k.data.images import IMAGE_SUFFIXES
+from sod100k.infer.batch import RENDERERS, Renderer, render_rgba, run_batch
+from sod100k.infer.inputs import (
+    Destination,
+    Plan,
+    PlanError,
+    check_writable,
+    classify_inputs,
+    plan_run,
+    resolve_output,
+)
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
 
+EXIT_CODES = """\
+exit status:
+  0    every input was written (or kept, with --skip-existing)
+  1    some inputs failed (each is listed at the end; the others were written)
+  2    usage error: a bad option, inputs and -o that cannot go together, an output name
+       the format cannot be written as, unusable weights; nothing was written
+  130  interrupted (Ctrl-C); the outputs already written are complete"""
+
+FORMS = """\
+forms:
+  {cmd} photo.jpg                 photo.{fmt}.png beside the input
+  {cmd} photo.jpg -o out.png      one file{webp}
+  {cmd} a.jpg b.png -o maps       maps/a.png, maps/b.png
+  {cmd} photos                    photos_{fmt}/ beside the folder, sub-folders mirrored
+  {cmd} photos -o maps            maps/, sub-folders mirrored
+  {cmd} 'shots/**/*.jpg' -o maps  a quoted glob, expanded here (** recurses)
+  {cmd} - < photo.jpg > out.png   standard input to standard output (PNG)
+  {cmd} photo.jpg -o -            standard output
+
+-o names a FILE when the input is one file (or -) and the name has an image suffix, and
+a FOLDER otherwise (created if needed). Outputs never replace an input, and files under
+the output folder are never read as inputs. Folders and globs take the files ending in
+{suffixes};
+other files there are listed as skipped. A file named on the command line is always
+tried. Progress and messages go to standard error only."""
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``sod100k predict`` on the sub-command parsers ``sub``."""
+    return _add_parser(sub, "predict", fmt=None)
+
+
+def add_cutout_parser(sub) -> argparse.ArgumentParser:
+    """Register ``sod100k cutout`` (``predict`` with ``--format rgba``) on ``sub``."""
+    return _add_parser(sub, "cutout", fmt="rgba")
+
+
+def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
+    shown = fmt or "mask"
+    if fmt is None:
+        summary = "saliency maps, cut-outs or overlays for images, folders and pipes"
+        description = (
+            "Write one image per input image, at the input's size: a grey saliency map\n"
+            "(--format mask, the default), a cut-out with a soft, edge-refined alpha\n"
+            "(--format rgba), or the image tinted where salient (--format overlay)."
+        )
+        webp = " (.png; .webp with --format rgba; .jpg with overlay)"
+    else:
+        summary = "cut-outs (background removed) for images, folders and pipes"
+        description = (
+            "Remove the background: write each input image with a soft, edge-refined\n"
+            "alpha (transparent background). The same as 'sod100k predict --format rgba'."
+        )
+        webp = " (.png, or .webp: lossless WebP with alpha)"
+    suffixes = textwrap.fill(" ".join(IMAGE_SUFFIXES), width=88)
+    epilog = FORMS.format(cmd=f"sod100k {name}", fmt=shown, webp=webp, suffixes=suffixes)
     p = sub.add_parser(
-        "predict",
-        help="predict saliency maps for images and folders",
-        description="Write one PNG (saliency map, cut-out or overlay) per input image, "
-        "at the image's original size, named after the input (sub-folders of an input "
-        "folder are mirrored).",
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog + "\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument(
-        "--format",
-        "-f",
-        choices=sorted(RENDERERS),
-        default="mask",
-        help="mask: grey saliency map; rgba: cut-out with soft, edge-refined "
-        "alpha; overlay: image tinted where salient (default %(default)s)",
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image file, folder (searched recursively), glob pattern, or - for standard input",
     )
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="PATH",
+        help="output file (one input, image suffix), folder, or - for standard output; "
+        f"default: beside each input (<stem>.{shown}.png, <folder>_{shown}/)",
+    )
+    if fmt is None:
+        p.add_argument(
+            "--format",
+            "-f",
+            choices=sorted(RENDERERS),
+            default="mask",
+            help="mask: grey saliency map (.png); rgba: cut-out with soft alpha (.png or "
+            ".webp); overlay: image tinted where salient (.png or .jpg); default %(default)s",
+        )
+    else:
+        p.set_defaults(format=fmt)
     p.add_argument(
         "--threshold",
         type=int,
         default=None,
-        help="rgba only: hard alpha, 255 where the map >= this (0-255)",
+        metavar="0-255",
+        help=("" if fmt else "rgba only: ") + "hard alpha: opaque where the map >= this",
     )
-    p.add_argument("--workers", type=int, default=2, help="decode/encode threads")
     p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep outputs that already exist and compute only the missing ones (resumes an "
+        "interrupted run: outputs are written atomically, so an existing one is complete)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    g = p.add_argument_group("throughput")
+    g.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
+    g.add_argument(
         "--streams",
         type=int,
         default=1,
         help="batches run through the network concurrently (default 1); try "
         "--streams 2 --threads 1 --batch-size 1 against the default on your CPU",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_args(p)
     add_runtime_args(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    positive("batch-size", args.batch_size)
-    positive("size", args.size)
-    if args.threads is not None:
-        positive("threads", args.threads)
-    positive("streams", args.streams)
-    check_device(args.device)
-    if args.threshold is not None and not 0 <= args.threshold <= 255:
-        raise CLIError(f"--threshold must be in 0..255, got {args.threshold}")
-    render = RENDERERS[args.format]
-    if args.threshold is not None:
-        if args.format != "rgba":
-            raise CLIError("--threshold only applies to --format rgba")
-        render = functools.partial(render_rgba, threshold=args.threshold)
-    model = args.model or (None if args.weights else DEFAULT_MODEL)
-    weights = args.weights or str(default_weights(model))
-    jobs, planned_failures = plan_jobs(args.inputs, args.output)
+    """Plan and check the whole run, then load the model and write every output.
+
+    Args:
+        args: the parsed ``predict``/``cutout`` options.
+
+    Returns:
+        0 when every input was written (or kept), 1 when some failed.
+
+    Raises:
+        CLIError: a usage error (exit status 2), found before the model is loaded.
+    """
+    render = _check_options(args)
+    inputs = classify_inputs(args.inputs)
+    try:
+        dest = resolve_output(inputs, args.output, args.format)
+        if dest.kind == "stdout" and sys.stdout.isatty():
+            raise PlanError(
+                "refusing to write PNG data to a terminal: redirect standard output "
+                "(> out.png) or give -o"
+            )
+        stdin = _read_stdin() if inputs[0].kind == "stdin" else None
+        plan = plan_run(inputs, dest, args.format, args.skip_existing, stdin)
+    except PlanError as e:
+        raise CLIError(str(e)) from e
     failures = Failures()
-    for what, message in planned_failures:
-        print(f"error: {what}: {message}", file=sys.stderr)
+    for what, message in plan.failed:
         failures.add(what, message)
+    jobs, unwritable = check_writable(plan.jobs)
+    for what, message in unwritable:
+        failures.add(what, message)
+    _report_planned(failures)
     written = 0
     if jobs:
-        try:
-            backend = make_backend(
-                args.backend, model, weights, args.device, args.threads, args.streams
-            )
-        except ValueError as e:
-            raise CLIError(str(e)) from e
-        predictor = Predictor(backend, args.size)
+        predictor = _load_predictor(args)
         report = run_batch(
             jobs,
             predictor,
             args.batch_size,
             args.workers,
             render,
-            progress=not args.quiet,
+            progress=not args.quiet and len(jobs) > 1,
             streams=args.streams,
         )
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
-    print(f"wrote {written} {args.format} image(s) to {args.output}", file=sys.stderr)
+    print(_summary(written, args.format, dest, plan), file=sys.stderr)
+    _report_skipped(plan)
     failures.report()
     return 1 if failures else 0
+
+
+def _check_options(args: argparse.Namespace) -> Renderer:
+    """Validate the options; return the renderer they ask for."""
+    positive("batch-size", args.batch_size)
+    positive("size", args.size)
+    positive("workers", args.workers)
+    positive("streams", args.streams)
+    if args.threads is not None:
+        positive("threads", args.threads)
+    check_device(args.device)
+    render = RENDERERS[args.format]
+    if args.threshold is not None:
+        if not 0 <= args.threshold <= 255:
+            raise CLIError(f"--threshold must be in 0..255, got {args.threshold}")
+        if args.format != "rgba":
+            raise CLIError("--threshold only applies to --format rgba")
+        render = functools.partial(render_rgba, threshold=args.threshold)
+    return render
+
+
+def _load_predictor(args: argparse.Namespace) -> Predictor:
+    model = args.model or (None if args.weights else DEFAULT_MODEL)
+    weights = args.weights or str(default_weights(model))
+    try:
+        backend = make_backend(
+            args.backend, model, weights, args.device, args.threads, args.streams
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    return Predictor(backend, args.size)
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin.isatty():
+        raise PlanError("input '-' reads an image from standard input; pipe one in (< photo.jpg)")
+    return sys.stdin.buffer.read()
+
+
+def _report_planned(failures: Failures) -> None:
+    for what, message in failures.items:
+        print(f"error: {what}: {message}", file=sys.stderr)
+
+
+def _summary(written: int, fmt: str, dest: Destination, plan: Plan) -> str:
+    where = {
+        "stdout": "to standard output",
+        "file": f"to {dest.path}",
+        "folder": f"to {dest.path}",
+        "beside": "beside the inputs",
+    }[dest.kind]
+    line = f"wrote {written} {fmt} image(s) {where}"
+    if plan.existing:
+        line += f"; kept {len(plan.existing)} existing output(s) (--skip-existing)"
+    return line
+
+
+def _report_skipped(plan: Plan) -> None:
+    if plan.left_out:
+        print(
+            f"left out {len(plan.left_out)} file(s) that are outputs of this run "
+            "(under the output folder, or earlier results)",
+            file=sys.stderr,
+        )
+    if plan.skipped:
+        print(
+            f"skipped {len(plan.skipped)} file(s) that are not images by their suffix "
+            "(name a file on the command line to try it anyway):",
+            file=sys.stderr,
+        )
+        for path in plan.skipped:
+            print(f"  {path}", file=sys.stderr)

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 #: Images larger than this many pixels are refused (Pillow's decompression-bomb guard
 #: warns at 89 MP; we refuse instead of warning).
@@ -21,7 +21,14 @@ MAX_PIXELS = 100_000_000
 #: Smallest side accepted; the networks need at least 16 px after resizing anyway.
 MIN_SIDE = 1
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: Suffixes of the image files taken from folders (``sod100k predict``, evaluation and
+#: training data): the raster formats the server accepts, all decoded by Pillow's wheels
+#: without extra tools (AVIF where this Pillow was built with it). Multi-frame files
+#: (GIF, APNG, animated WebP) give their first frame.
+IMAGE_SUFFIXES = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+    ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".qoi",
+) + ((".avif",) if features.check_module("avif") else ())  # fmt: skip
 
 
 class ImageError(ValueError):

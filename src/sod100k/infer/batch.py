@@ -7,7 +7,9 @@ skipped and reported; outputs are written atomically and never over an input.
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,11 +18,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from sod100k.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_rgb
+from sod100k.data.images import ImageError, load_rgb
 from sod100k.infer.backends import Backend
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
+from sod100k.infer.inputs import Destination, Job, classify_inputs, plan_run
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import postprocess, preprocess
 from sod100k.utils.files import atomic_write_bytes
@@ -31,14 +35,14 @@ log = logging.getLogger(__name__)
 Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-@dataclass(frozen=True)
-class Job:
-    src: Path
-    dst: Path
+#: How an output written to standard output is listed in :class:`BatchReport`.
+STDOUT_PATH = Path("<stdout>")
 
 
 @dataclass
 class BatchReport:
+    """What a batch run did: the files written and ``(input, message)`` per failure."""
+
     written: list[Path]
     failed: list[tuple[str, str]]
 
@@ -64,49 +68,22 @@ RENDERERS: dict[str, Renderer] = {
 
 
 def plan_jobs(
-    inputs: Iterable[str | Path], out_dir: str | Path, suffix: str = ".png"
+    inputs: Iterable[str | Path], out_dir: str | Path
 ) -> tuple[list[Job], list[tuple[str, str]]]:
-    """Map every input image to its output path; problems come back as failures.
+    """Jobs writing every image of ``inputs`` (files, folders, globs) into ``out_dir``.
 
-    A folder's images keep their sub-folder layout under ``out_dir``; a file lands in
-    ``out_dir`` by its stem.
+    A folder's images keep their sub-folder layout under ``out_dir``; a file lands there
+    by its stem, as ``.png``. Outputs that would replace an input are failures.
+
+    Args:
+        inputs: files, folders and glob patterns.
+        out_dir: the output folder.
+
+    Returns:
+        The jobs, and ``(input, message)`` for each input that cannot be run.
     """
-    out_dir = Path(out_dir)
-    jobs: list[Job] = []
-    failed: list[tuple[str, str]] = []
-    sources: set[Path] = set()
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                failed.append((str(path), f"no images ({', '.join(IMAGE_SUFFIXES)}) found"))
-            pairs = [(p, p.relative_to(path).with_suffix(suffix)) for p in found]
-        elif path.is_file():
-            pairs = [(path, Path(path.stem + suffix))]
-        else:
-            failed.append((str(path), "no such file or folder"))
-            continue
-        for src, rel in pairs:
-            jobs.append(Job(src, out_dir / rel))
-            sources.add(src.resolve())
-    seen: dict[Path, Path] = {}
-    kept: list[Job] = []
-    for job in jobs:
-        dst = job.dst.resolve()
-        if dst in sources:
-            failed.append(
-                (
-                    str(job.src),
-                    f"output {job.dst} would overwrite an input; choose another --output",
-                )
-            )
-        elif dst in seen:
-            failed.append((str(job.src), f"output {job.dst} already taken by {seen[dst]}"))
-        else:
-            seen[dst] = job.src
-            kept.append(job)
-    return kept, failed
+    plan = plan_run(classify_inputs(map(str, inputs)), Destination("folder", Path(out_dir)))
+    return plan.jobs, plan.failed
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -119,8 +96,46 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """Encode an L, RGB or RGBA uint8 array for a file with ``suffix``.
+
+    Args:
+        image: ``H x W``, ``H x W x 3`` (RGB) or ``H x W x 4`` (RGBA) uint8.
+        suffix: ``.png``, ``.webp`` (lossless, alpha and colours kept) or ``.jpg``/``.jpeg``
+            (quality 95; no alpha).
+
+    Returns:
+        The encoded file.
+
+    Raises:
+        ValueError: an unknown suffix, or alpha for JPEG.
+    """
+    suffix = suffix.lower()
+    if suffix == ".png":
+        return encode_png(image)
+    if suffix == ".webp":
+        # Pillow, not OpenCV: libwebp's lossless mode changes the colour of fully
+        # transparent pixels unless told to keep them ("exact"), which OpenCV cannot say.
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image)).save(buf, "WEBP", lossless=True, exact=True)
+        return buf.getvalue()
+    if suffix in (".jpg", ".jpeg"):
+        if image.ndim == 3 and image.shape[2] == 4:
+            raise ValueError("JPEG cannot hold an alpha channel")
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    else:
+        raise ValueError(f"cannot write {suffix or 'files without suffix'}")
+    if image.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        image = cv2.cvtColor(image, code)
+    ok, buf = cv2.imencode(suffix, image, params)
+    if not ok:
+        raise OSError(f"{suffix} encoding failed")
+    return buf.tobytes()
+
+
 def _load(job: Job, size: int) -> tuple[np.ndarray, np.ndarray]:
-    rgb = load_rgb(job.src)
+    rgb = load_rgb(job.data if job.data is not None else job.src, job.name)
     return rgb, preprocess(rgb, size)
 
 
@@ -172,7 +187,12 @@ def run_batch(
 
     def write(job: Job, rgb: np.ndarray, logits: np.ndarray) -> Path:
         sal = postprocess(logits, rgb.shape[0], rgb.shape[1])
-        atomic_write_bytes(job.dst, encode_png(render(rgb, sal)))
+        image = render(rgb, sal)
+        if job.dst is None:
+            sys.stdout.buffer.write(encode_png(image))
+            sys.stdout.buffer.flush()
+            return STDOUT_PATH
+        atomic_write_bytes(job.dst, encode_image(image, job.dst.suffix))
         return job.dst
 
     chunks = list(_batches(jobs, batch_size))
@@ -196,36 +216,44 @@ def run_batch(
             _fail(report, bar, job, e)
             bar.update(1)
         for job, rgb, lg in inferred:
-            writes.append((job, io.submit(write, job, rgb, lg)))
+            writes.append((job, io_pool.submit(write, job, rgb, lg)))
         collect(all_done=False)
 
     with (
-        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as io,
+        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as io_pool,
         ThreadPoolExecutor(max(1, streams), thread_name_prefix="sod-infer") as infer,
     ):
         loads: dict[int, Loaded] = {}
 
         def load(k: int) -> None:
             if k < len(chunks):
-                loads[k] = [(job, io.submit(_load, job, predictor.size)) for job in chunks[k]]
+                loads[k] = [(job, io_pool.submit(_load, job, predictor.size)) for job in chunks[k]]
 
-        for k in range(lookahead):
-            load(k)
-        running: deque[Future] = deque()
-        for k in range(len(chunks)):
-            running.append(infer.submit(_infer, loads.pop(k), predictor.backend))
-            load(k + lookahead)
-            while len(running) > max(1, streams) or (running and running[0].done()):
+        try:
+            for k in range(lookahead):
+                load(k)
+            running: deque[Future] = deque()
+            for k in range(len(chunks)):
+                running.append(infer.submit(_infer, loads.pop(k), predictor.backend))
+                load(k + lookahead)
+                while len(running) > max(1, streams) or (running and running[0].done()):
+                    handle(running.popleft().result())
+            while running:
                 handle(running.popleft().result())
-        while running:
-            handle(running.popleft().result())
-        collect(all_done=True)
+            collect(all_done=True)
+        except BaseException:
+            # Ctrl-C (or a bug): drop the queued work instead of finishing it; writes in
+            # progress complete or leave nothing (they are atomic).
+            io_pool.shutdown(wait=False, cancel_futures=True)
+            infer.shutdown(wait=False, cancel_futures=True)
+            bar.close()
+            raise
     bar.close()
     return report
 
 
 def _fail(report: BatchReport, bar: tqdm, job: Job, e: Exception) -> None:
     message = str(e)
-    report.failed.append((str(job.src), message))
-    line = message if message.startswith(str(job.src)) else f"{job.src}: {message}"
-    bar.write(f"error: {line}")
+    report.failed.append((job.name, message))
+    line = message if message.startswith(job.name) else f"{job.name}: {message}"
+    bar.write(f"error: {line}", file=sys.stderr)
