@@ -31,9 +31,7 @@ def test_network_input_is_bit_identical_to_the_one_shot_resize(monkeypatch):
 def test_saliency_map_is_identical_to_postprocess():
     logits = np.random.default_rng(0).normal(0, 4, (224, 224)).astype(np.float32)
     for h, w in [(224, 224), (1000, 1500), (37, 2900)]:
-        np.testing.assert_array_equal(
-            bounded.saliency_map(logits, h, w), postprocess(logits, h, w)
-        )
+        np.testing.assert_array_equal(bounded.saliency_map(logits, h, w), postprocess(logits, h, w))
 
 
 def test_fast_guided_filter_matches_the_exact_filter_closely():

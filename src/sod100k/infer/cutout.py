@@ -67,7 +67,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 
 
 
 def _coefficients(
-    I: np.ndarray,  # noqa: N803 (the paper's name)
+    I: np.ndarray,  # noqa: E741 (the paper's name)
     p: np.ndarray,
     radius: int,
     eps: float,
@@ -126,7 +126,7 @@ def fast_guided_alpha(
     h, w = sal.shape
     s = max(1.0, math.sqrt(h * w / low_res_pixels))
     hl, wl = max(1, round(h / s)), max(1, round(w / s))
-    I_low = cv2.resize(guide, (wl, hl), interpolation=cv2.INTER_AREA).astype(np.float32)  # noqa: N806
+    I_low = cv2.resize(guide, (wl, hl), interpolation=cv2.INTER_AREA).astype(np.float32)
     I_low *= 1.0 / 255.0
     p_low = cv2.resize(sal, (wl, hl), interpolation=cv2.INTER_AREA).astype(np.float32)
     p_low *= 1.0 / 255.0
