@@ -144,9 +144,9 @@ def test_four_concurrent_40_mp_cutouts_stay_under_3_gib_and_small_requests_flow(
 def test_chunked_upload_is_cut_at_the_limit_while_it_streams(live):
     _, base = live
     head = (
-        "POST /v1/saliency HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
-    ).encode()
+        b"POST /v1/saliency HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    )
     part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\n\r\n'
     chunk = b"%x\r\n%s\r\n" % (65536, b"\0" * 65536)
     sent = 0
@@ -198,7 +198,7 @@ def test_connection_cap_and_idle_connections_are_closed(live):
     try:
         refused = 0
         for sock in idle[12:]:
-            status, body, waited = _read_response(sock, 3)
+            status, body, _waited = _read_response(sock, 3)
             assert status == 503 and "too many connections" in body["error"]
             refused += 1
         assert refused == 8

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sod100k import __version__
 from sod100k.infer.predictor import Predictor
 from sod100k.server.imaging import RequestError, cutout_png, preview_jpeg, probe, saliency_png
-from sod100k.server.limits import MULTIPART_OVERHEAD, Admission, BodyLimitMiddleware
+from sod100k.server.limits import Admission, BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
 
     app.add_middleware(
         BodyLimitMiddleware,
-        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        max_upload_bytes=settings.max_upload_bytes,
         body_timeout=settings.body_timeout,
     )
     return app

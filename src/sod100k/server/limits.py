@@ -43,29 +43,35 @@ async def send_error(
 
 
 class BodyLimitMiddleware:
-    """Cap every request body at ``max_body_bytes`` and ``body_timeout`` seconds.
+    """Cap every request body at the upload limit and ``body_timeout`` seconds.
 
     Args:
         app: The ASGI application to wrap.
-        max_body_bytes: Largest body accepted, in bytes; larger bodies get 413.
+        max_upload_bytes: Largest upload accepted, in bytes; bodies larger than this
+            plus :data:`MULTIPART_OVERHEAD` get 413.
         body_timeout: Seconds allowed from the first ``receive`` to the end of the body;
             slower bodies get 408.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float) -> None:
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, body_timeout: float) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
         self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        limit = self.max_upload_bytes + MULTIPART_OVERHEAD
+        too_large = f"upload too large (limit {self.max_upload_bytes} bytes)"
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
-            await send_error(send, 413, f"upload too large ({declared} bytes, limit {limit})")
+            await send_error(
+                send,
+                413,
+                f"upload too large ({declared} bytes, limit {self.max_upload_bytes} bytes)",
+            )
             return
         received = 0
         deadline: float | None = None
@@ -89,7 +95,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    refusal = (413, f"upload too large (over {limit} bytes)")
+                    refusal = (413, too_large)
                     return {"type": "http.disconnect"}
             return message
 
