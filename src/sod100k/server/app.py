@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sod100k import __version__
 from sod100k.infer.predictor import Predictor
 from sod100k.server.imaging import RequestError, cutout_png, preview_jpeg, probe, saliency_png
-from sod100k.server.limits import Admission, BodyLimitMiddleware
+from sod100k.server.limits import Admission, BodyLimitMiddleware, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,13 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _then_trim(job):
+    try:
+        return job()
+    finally:
+        release_free_memory()
 
 
 def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> FastAPI:
@@ -180,7 +187,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
                 f"retry in {settings.retry_after} s",
                 {"Retry-After": str(settings.retry_after)},
             )
-        future = large_pool.submit(job)
+        future = large_pool.submit(_then_trim, job)
         # Released when the job ends or is cancelled, not when the client goes away.
         future.add_done_callback(lambda _: admission.release())
         return await asyncio.wrap_future(future)
