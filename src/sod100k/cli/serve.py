@@ -122,16 +122,21 @@ def run(args: argparse.Namespace) -> int:
         http=guarded_protocol(settings.header_timeout, settings.max_connections),
         timeout_graceful_shutdown=max(1, round(args.shutdown_timeout)),
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        _exit_now_if_work_is_stuck(code=130)
+        raise
     _exit_now_if_work_is_stuck()
     return 0
 
 
-def _exit_now_if_work_is_stuck(grace: float = 1.0) -> None:
-    """End the process even if an inference thread is still busy.
+def _exit_now_if_work_is_stuck(grace: float = 1.0, code: int = 0) -> None:
+    """End the process (with ``code``) if an image job is still running after ``grace`` s.
 
     uvicorn has answered or cancelled every request by now; a worker thread still inside
-    the network would only make the interpreter wait for it at exit.
+    the network would only make the interpreter wait for it at exit. (On SIGTERM uvicorn
+    re-raises the signal after its graceful shutdown, which ends the process anyway.)
     """
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
@@ -141,4 +146,4 @@ def _exit_now_if_work_is_stuck(grace: float = 1.0) -> None:
         time.sleep(0.05)
     logging.getLogger(__name__).warning("exiting with %d image job(s) still running", len(busy))
     logging.shutdown()
-    os._exit(0)
+    os._exit(code)
