@@ -118,8 +118,9 @@ class OpenVinoBackend:
         OpenVINO's Python bindings that can deadlock against a second thread doing its own
         first inference at the same moment (one holds the GIL waiting for the
         initialisation, the other is inside it waiting for the GIL; 8 hangs in 20 fresh
-        processes). One inference on zeros for every new shape, while no other thread can
-        reach that compiled network, rules this out by construction.
+        processes). One inference on zeros for every new shape, output read back as
+        ``__call__`` does, while no other thread can reach that compiled network, rules
+        this out by construction.
         """
         with self._lock:
             compiled = self._compiled.get(shape)
@@ -127,7 +128,9 @@ class OpenVinoBackend:
                 model = self.model.clone()
                 model.reshape({0: list(shape)})
                 compiled = self.core.compile_model(model, "CPU", self.config)
-                compiled.create_infer_request().infer({0: np.zeros(shape, dtype=np.float32)})
+                warm = compiled.create_infer_request()
+                warm.infer({0: np.zeros(shape, dtype=np.float32)})
+                np.array(warm.get_output_tensor(0).data, copy=True)  # as __call__ does
                 self._compiled[shape] = compiled
             return compiled
 
