@@ -57,7 +57,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:

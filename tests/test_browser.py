@@ -84,3 +84,50 @@ def test_page_shows_image_map_and_cutout(live_server, ecssd, tmp_path):
     assert sizes[0] == sizes[1] == sizes[2], sizes
     assert "done" in status, status
     assert links == [True, True]
+
+
+def _upload(live_server: str, path: Path, profile: Path, until: str) -> dict:
+    browser = Browser(CHROMIUM, profile)
+    try:
+        browser.open(live_server)
+        browser.wait_for("document.getElementById('file') !== null")
+        found = browser.send("Runtime.evaluate", {"expression": "document.getElementById('file')"})
+        browser.send(
+            "DOM.setFileInputFiles",
+            {"files": [str(path)], "objectId": found["result"]["objectId"]},
+        )
+        browser.wait_for(until, timeout=60)
+        return {
+            "input": browser.evaluate(
+                "[document.getElementById('input-img').naturalWidth,"
+                " document.getElementById('input-img').naturalHeight]"
+            ),
+            "status": browser.evaluate("document.getElementById('status').textContent"),
+        }
+    finally:
+        browser.close()
+
+
+def test_tiff_upload_gets_a_preview_and_errors_name_the_file_once(live_server, tmp_path):
+    from PIL import Image
+
+    tiff = tmp_path / "scan.tif"
+    Image.new("RGB", (90, 60), (200, 40, 40)).save(tiff)  # browsers cannot show TIFF
+    shown = _upload(
+        live_server,
+        tiff,
+        tmp_path / "p1",
+        "document.getElementById('status').textContent.includes('done')"
+        " && document.getElementById('input-img').naturalWidth > 0",
+    )
+    assert shown["input"] == [90, 60]
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image at all\n" * 10)
+    failed = _upload(
+        live_server,
+        bad,
+        tmp_path / "p2",
+        "document.getElementById('status').className === 'error'",
+    )
+    assert failed["status"].count("notes.jpg") == 1, failed["status"]
+    assert "not an image" in failed["status"]

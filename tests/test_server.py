@@ -95,3 +95,74 @@ def test_upload_and_pixel_limits(client):
     assert r.status_code == 413 and "upload too large" in r.json()["error"]
     assert client.post("/v1/saliency").status_code == 422  # no file field
     assert client.get("/healthz").status_code == 200
+
+
+def test_every_error_has_the_same_json_shape(client):
+    def check(r, status):
+        assert r.status_code == status, r.text
+        assert r.headers["content-type"] == "application/json"
+        body = r.json()
+        assert list(body) == ["error"] and isinstance(body["error"], str) and body["error"]
+        return body["error"]
+
+    assert "file" in check(client.post("/v1/saliency"), 422)  # no file field
+    r = client.post("/v1/cutout", files={"image": ("x.png", _png(Image.new("L", (8, 8))))})
+    assert "file" in check(r, 422)  # wrong field name
+    r = _post(client, "/v1/cutout", "x.png", _png(Image.new("L", (8, 8))), threshold="abc")
+    assert "threshold" in check(r, 422)
+    r = _post(client, "/v1/cutout", "x.png", _png(Image.new("L", (8, 8))), refine="maybe")
+    assert "refine" in check(r, 422)
+    broken = client.post(
+        "/v1/saliency",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a\r\n',
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert broken.status_code in (400, 422)
+    check(broken, broken.status_code)
+    assert "/nope" in check(client.get("/nope"), 404)
+    r = client.get("/v1/saliency")
+    assert "method not allowed" in check(r, 405) and "POST" in r.headers["allow"]
+    check(client.delete("/healthz"), 405)
+
+
+def test_head_healthz_favicon_and_page_fixes(client):
+    head = client.head("/healthz")
+    assert head.status_code == 200 and head.content == b""
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(icon.content)).format == "ICO"
+    page = client.get("/").text
+    assert 'href="favicon.ico"' in page and "v1/preview" in page
+    assert 'say(file.name + ": " + e.message' not in page  # the name-twice error line
+
+
+def test_preview_renders_tiff_and_16_bit_images_as_small_jpegs(client):
+    buf = io.BytesIO()
+    Image.new("RGB", (1200, 1500), (10, 120, 200)).save(buf, "TIFF", compression="tiff_lzw")
+    r = _post(client, "/v1/preview", "scan.tif", buf.getvalue())
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).size == (819, 1024)  # longest side 1024
+    deep = Image.fromarray(np.full((40, 30), 40000, np.uint16))
+    r = _post(client, "/v1/preview", "deep.png", _png(deep))
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (30, 40)
+    truncated = {c.name: c.data for c in corpus()}["truncated.png"]
+    r = _post(client, "/v1/preview", "t.png", truncated)
+    assert r.status_code == 400 and r.json()["error"].startswith("t.png: ")
+
+
+def test_large_images_need_a_free_slot(predictor):
+    settings = ServerSettings(max_pixels=4_000_000, large_pixels=100_000, large_slots=1)
+    app = create_app(predictor, settings)
+    big = _png(Image.new("RGB", (400, 300), (200, 30, 30)))  # 0.12 MP: large here
+    small = _png(Image.new("RGB", (100, 100), (200, 30, 30)))
+    with TestClient(app) as c:
+        assert _post(c, "/v1/cutout", "big.png", big).status_code == 200
+        assert app.state.admission.try_acquire()  # another big image holds the slot
+        try:
+            r = _post(c, "/v1/cutout", "big.png", big)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert r.json()["error"].startswith("big.png: busy with large images")
+            assert _post(c, "/v1/cutout", "small.png", small).status_code == 200
+        finally:
+            app.state.admission.release()
+        assert _post(c, "/v1/cutout", "big.png", big).status_code == 200

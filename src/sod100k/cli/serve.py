@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import threading
+import time
 
 from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import add_model_args, check_device, positive
@@ -37,6 +40,42 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload limit (413)")
     p.add_argument("--max-megapixels", type=float, default=40.0, help="image limit (413)")
+    p.add_argument(
+        "--large-megapixels",
+        type=float,
+        default=4.0,
+        help="images over this are large: they need a free slot (default %(default)s)",
+    )
+    p.add_argument(
+        "--large-slots",
+        type=int,
+        default=1,
+        help="large images processed at once; more get 503 + Retry-After (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=128,
+        help="open connections at most; more get 503 (default %(default)s)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to send the request head (default %(default)s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to send the whole request body (default %(default)s)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        help="seconds in-flight requests get after SIGTERM/Ctrl-C (default %(default)s)",
+    )
     return p
 
 
@@ -44,23 +83,67 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sod100k.server import ServerSettings, create_app
+    from sod100k.server.protocol import guarded_protocol
 
-    positive("workers", args.workers)
-    positive("port", args.port)
+    for name in ("workers", "port", "large_slots", "max_connections"):
+        positive(name.replace("_", "-"), getattr(args, name))
+    for name in ("header_timeout", "body_timeout", "shutdown_timeout"):
+        positive(name.replace("_", "-"), getattr(args, name))
     check_device(args.device)
     model = args.model or (None if args.weights else DEFAULT_MODEL)
     weights = args.weights or str(default_weights(model))
-    # Each request is one small image: parallelism comes from the request pool, so one
-    # torch thread per worker avoids oversubscribing the cores.
+    # Each request is one small image: parallelism comes from the request pools, so one
+    # thread per inference call avoids oversubscribing the cores.
     backend = make_backend(
-        args.backend, model, weights, args.device, threads=1, streams=args.workers
+        args.backend,
+        model,
+        weights,
+        args.device,
+        threads=1,
+        streams=args.workers + args.large_slots,
     )
     settings = ServerSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1e6),
         workers=args.workers,
+        large_pixels=int(args.large_megapixels * 1e6),
+        large_slots=args.large_slots,
+        body_timeout=args.body_timeout,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
         model_name=model or str(weights),
     )
     app = create_app(Predictor(backend, args.size), settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        http=guarded_protocol(settings.header_timeout, settings.max_connections),
+        timeout_graceful_shutdown=max(1, round(args.shutdown_timeout)),
+    )
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        _exit_now_if_work_is_stuck(code=130)
+        raise
+    _exit_now_if_work_is_stuck()
     return 0
+
+
+def _exit_now_if_work_is_stuck(grace: float = 1.0, code: int = 0) -> None:
+    """End the process (with ``code``) if an image job is still running after ``grace`` s.
+
+    uvicorn has answered or cancelled every request by now; a worker thread still inside
+    the network would only make the interpreter wait for it at exit. (On SIGTERM uvicorn
+    re-raises the signal after its graceful shutdown, which ends the process anyway.)
+    """
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        busy = [t for t in threading.enumerate() if t.name.startswith(("sod-infer", "sod-large"))]
+        if not busy:
+            return
+        time.sleep(0.05)
+    logging.getLogger(__name__).warning("exiting with %d image job(s) still running", len(busy))
+    logging.shutdown()
+    os._exit(code)

@@ -112,14 +112,31 @@ class OpenVinoBackend:
         self._local = threading.local()
 
     def _compiled_for(self, shape: tuple[int, ...]) -> Any:
+        """The network compiled for ``shape``, compiled and warmed up once, under the lock.
+
+        The first ``InferRequest.infer`` of a process runs a one-time initialisation in
+        OpenVINO's Python bindings that can deadlock against a second thread doing its own
+        first inference at the same moment (one holds the GIL waiting for the
+        initialisation, the other is inside it waiting for the GIL; 8 hangs in 20 fresh
+        processes). One inference on zeros for every new shape, output read back as
+        ``__call__`` does, while no other thread can reach that compiled network, rules
+        this out by construction.
+        """
         with self._lock:
             compiled = self._compiled.get(shape)
             if compiled is None:
                 model = self.model.clone()
                 model.reshape({0: list(shape)})
                 compiled = self.core.compile_model(model, "CPU", self.config)
+                warm = compiled.create_infer_request()
+                warm.infer({0: np.zeros(shape, dtype=np.float32)})
+                np.array(warm.get_output_tensor(0).data, copy=True)  # as __call__ does
                 self._compiled[shape] = compiled
             return compiled
+
+    def warm_up(self, shape: tuple[int, ...]) -> None:
+        """Compile and run the network once for ``shape`` before concurrent use."""
+        self._compiled_for(tuple(shape))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -1,0 +1,164 @@
+"""Request limits that must act while the body streams in, and admission of big images.
+
+:class:`BodyLimitMiddleware` is a plain ASGI middleware: it refuses a declared
+``Content-Length`` over the limit before reading anything, counts the body as it
+arrives (chunked uploads included, which declare no length) and answers 413 as soon as
+the count passes the limit, and gives the whole body a deadline (408), so a client
+trickling one byte at a time cannot hold a connection forever. Nothing past the limit
+is ever handed to the multipart parser or written to temporary storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import functools
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Room for the multipart envelope (boundaries, part headers) around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def send_error(
+    send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """Send a complete ``{"error": message}`` JSON response that closes the connection."""
+    body = json.dumps({"error": message}).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class BodyLimitMiddleware:
+    """Cap every request body at the upload limit and ``body_timeout`` seconds.
+
+    Args:
+        app: The ASGI application to wrap.
+        max_upload_bytes: Largest upload accepted, in bytes; bodies larger than this
+            plus :data:`MULTIPART_OVERHEAD` get 413.
+        body_timeout: Seconds allowed from the first ``receive`` to the end of the body;
+            slower bodies get 408.
+    """
+
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, body_timeout: float) -> None:
+        self.app = app
+        self.max_upload_bytes = max_upload_bytes
+        self.body_timeout = body_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_upload_bytes + MULTIPART_OVERHEAD
+        too_large = f"upload too large (limit {self.max_upload_bytes} bytes)"
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            await send_error(
+                send,
+                413,
+                f"upload too large ({declared} bytes, limit {self.max_upload_bytes} bytes)",
+            )
+            return
+        received = 0
+        deadline: float | None = None
+        started = False
+        refusal: tuple[int, str] | None = None
+
+        async def counted_receive() -> Message:
+            # A refused body reads as a client disconnect to the app, whose own answer is
+            # then dropped in favour of the refusal.
+            nonlocal received, deadline, refusal
+            if refusal is not None:
+                return {"type": "http.disconnect"}
+            if deadline is None:
+                deadline = time.monotonic() + self.body_timeout
+            remaining = deadline - time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(remaining, 0.001))
+            except TimeoutError:
+                refusal = (408, f"request body not received within {self.body_timeout:g} s")
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refusal = (413, too_large)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if refusal is not None and not started:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except Exception:
+            if refusal is None or started:
+                raise
+        if refusal is not None and not started:
+            await send_error(send, *refusal)
+
+
+class Admission:
+    """A fixed number of slots for big images; a request that finds none free is refused.
+
+    Refusing at once (503 with ``Retry-After``) rather than queueing keeps memory bounded
+    by ``slots`` big images in flight whatever the traffic, and tells the client when to
+    come back instead of holding its connection.
+
+    Args:
+        slots: Big images processed at the same time.
+        retry_after: Seconds suggested to refused clients.
+    """
+
+    def __init__(self, slots: int, retry_after: int = 5) -> None:
+        self.slots = slots
+        self.retry_after = retry_after
+        self._free = threading.BoundedSemaphore(max(1, slots))
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free, without waiting."""
+        return self._free.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._free.release()
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``; elsewhere a no-op).
+
+    After a big image, glibc keeps much of what numpy and OpenCV freed in its arenas;
+    trimming brings the server's resident size back down for the next request.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
