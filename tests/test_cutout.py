@@ -81,3 +81,16 @@ def test_remove_background_on_ecssd(ecssd, weights_x2):
     sal = sod100k.saliency(path, weights=weights_x2)
     assert sal.dtype == np.uint8 and sal.shape == mask.shape
     assert sod100k.overlay(path, weights=weights_x2).mode == "RGB"
+
+
+def test_fast_guided_filter_approximates_the_full_one_and_still_snaps_to_the_edge():
+    rgb = _two_colour_image(120, 160)
+    truth = np.zeros(rgb.shape[:2], np.float32)
+    truth[:, 80:] = 1.0
+    coarse = cv2.blur(truth, (21, 21), borderType=cv2.BORDER_REFLECT)
+    full = guided_filter(rgb, coarse, radius=8)
+    fast = guided_filter(rgb, coarse, radius=8, subsample=4)
+    assert fast.shape == full.shape
+    assert 0 < np.abs(fast - full).mean() < 0.02  # an approximation, and a close one
+    assert fast[:, 80].min() - fast[:, 79].max() > 0.3
+    assert alpha_matte(rgb, (coarse * 255).astype(np.uint8), subsample=4).shape == (120, 160)
