@@ -1,4 +1,4 @@
-"""``sod100k predict``: saliency maps for image files and folders."""
+"""``sod100k predict``: saliency maps for image files and folders, and for videos."""
 
 from __future__ import annotations
 
@@ -19,17 +19,24 @@ from sod100k.cli.common import (
 from sod100k.infer.batch import RENDERERS, plan_jobs, render_rgba, run_batch
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
+from sod100k.infer.video import VIDEO_SUFFIXES, is_video, predict_videos
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
-        help="predict saliency maps for images and folders",
+        help="predict saliency maps for images, folders and videos",
         description="Write one PNG (saliency map, cut-out or overlay) per input image, "
         "at the image's original size, named after the input (sub-folders of an input "
-        "folder are mirrored).",
+        "folder are mirrored). A video file is streamed frame by frame into one video: "
+        "mask and overlay as H.264 MP4, rgba as VP9 WebM with alpha, audio kept.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=f"image files, folders and/or video files ({', '.join(VIDEO_SUFFIXES)})",
+    )
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument(
         "--format",
@@ -75,13 +82,15 @@ def run(args: argparse.Namespace) -> int:
         render = functools.partial(render_rgba, threshold=args.threshold)
     model = args.model or (None if args.weights else DEFAULT_MODEL)
     weights = args.weights or str(default_weights(model))
-    jobs, planned_failures = plan_jobs(args.inputs, args.output)
+    videos = [p for p in args.inputs if is_video(p) and Path(p).is_file()]
+    images = [p for p in args.inputs if p not in videos]
+    jobs, planned_failures = plan_jobs(images, args.output)
     failures = Failures()
     for what, message in planned_failures:
         print(f"error: {what}: {message}", file=sys.stderr)
         failures.add(what, message)
     written = 0
-    if jobs:
+    if jobs or videos:
         try:
             backend = make_backend(
                 args.backend, model, weights, args.device, args.threads, args.streams
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CLIError(str(e)) from e
         predictor = Predictor(backend, args.size)
+    if jobs:
         report = run_batch(
             jobs,
             predictor,
@@ -101,6 +111,20 @@ def run(args: argparse.Namespace) -> int:
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
-    print(f"wrote {written} {args.format} image(s) to {args.output}", file=sys.stderr)
+    if jobs or not videos:
+        print(f"wrote {written} {args.format} image(s) to {args.output}", file=sys.stderr)
+    if videos:
+        video_report = predict_videos(
+            videos,
+            args.output,
+            predictor,
+            args.format,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            taken=images,
+        )
+        for what, message in video_report.failed:
+            failures.add(what, message)
     failures.report()
     return 1 if failures else 0
