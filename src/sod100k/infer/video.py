@@ -368,8 +368,6 @@ class _Pipeline:
         # when the frame rate varies.
         if vin.time_base:
             vout.codec_context.time_base = vin.time_base
-        if spec.pix_fmt == "yuva420p":
-            vout.metadata["alpha_mode"] = "1"
         return vout
 
     def _audio_stream(self) -> tuple[Any, str]:
