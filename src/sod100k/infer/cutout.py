@@ -45,21 +45,23 @@ def guided_filter(
     """
     if radius < 1:
         return src.astype(np.float32)
-    I = guide.astype(np.float32) / 255.0  # noqa: E741 (the paper's name)
     p = src.astype(np.float32)
     if subsample > 1:
         h, w = p.shape
         small = (max(1, round(w / subsample)), max(1, round(h / subsample)))
+        guide_small = cv2.resize(guide, small, interpolation=cv2.INTER_AREA)
         mean_a, mean_b = _coefficients(
-            cv2.resize(I, small, interpolation=cv2.INTER_AREA),
+            guide_small.astype(np.float32) / 255.0,
             cv2.resize(p, small, interpolation=cv2.INTER_AREA),
             max(1, round(radius / subsample)),
             eps,
         )
-        mean_a = cv2.resize(mean_a, (w, h), interpolation=cv2.INTER_LINEAR)
-        mean_b = cv2.resize(mean_b, (w, h), interpolation=cv2.INTER_LINEAR)
-    else:
-        mean_a, mean_b = _coefficients(I, p, radius, eps)
+        # One resize for all four coefficient planes; 1/255 folded into a, so the
+        # full-resolution guide is used as it is (this part dominates the cost).
+        coef = cv2.resize(np.dstack([mean_a / 255.0, mean_b]), (w, h))
+        return np.einsum("hwc,hwc->hw", coef[..., :3], guide.astype(np.float32)) + coef[..., 3]
+    I = guide.astype(np.float32) / 255.0  # noqa: E741 (the paper's name)
+    mean_a, mean_b = _coefficients(I, p, radius, eps)
     return (mean_a * I).sum(axis=2) + mean_b
 
 
@@ -78,14 +80,26 @@ def _coefficients(
     mean_I = mean(I)
     mean_p = mean(p)
     cov_Ip = mean(I * p[:, :, None]) - mean_I * mean_p[:, :, None]
-    # Per-pixel 3x3 covariance of the guide, regularised, then solved for a (H x W x 3).
-    var = np.empty((*I.shape[:2], 3, 3), dtype=np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            v = mean(I[:, :, i] * I[:, :, j]) - mean_I[:, :, i] * mean_I[:, :, j]
-            var[:, :, i, j] = var[:, :, j, i] = v
-    var += eps * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(var, cov_Ip[..., None])[..., 0]
+
+    # Per-pixel 3x3 covariance of the guide, regularised, then solved for a (H x W x 3)
+    # in closed form (symmetric 3x3 inverse by cofactors: ~5x faster than a batched
+    # np.linalg.solve). Float64 keeps the cofactors exact where channels correlate.
+    def cov(i: int, j: int) -> np.ndarray:
+        v = mean(I[:, :, i] * I[:, :, j]) - mean_I[:, :, i] * mean_I[:, :, j]
+        return v.astype(np.float64) + (eps if i == j else 0.0)
+
+    s00, s01, s02, s11, s12, s22 = cov(0, 0), cov(0, 1), cov(0, 2), cov(1, 1), cov(1, 2), cov(2, 2)
+    c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
+    c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
+    det = s00 * c00 + s01 * c01 + s02 * c02
+    v0, v1, v2 = (cov_Ip[:, :, k].astype(np.float64) / det for k in range(3))
+    a = np.dstack(
+        [
+            c00 * v0 + c01 * v1 + c02 * v2,
+            c01 * v0 + c11 * v1 + c12 * v2,
+            c02 * v0 + c12 * v1 + c22 * v2,
+        ]
+    ).astype(np.float32)
     b = mean_p - (a * mean_I).sum(axis=2)
     return mean(a), mean(b)
 
