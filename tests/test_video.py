@@ -162,12 +162,16 @@ def test_truncated_and_unreadable_videos_fail_in_one_line_and_leave_nothing(tmp_
     plain = make_clip(tmp_path / "plain.mp4")
     no_index = tmp_path / "no_index.mp4"  # index at the end, cut off with it
     no_index.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
+    mkv = make_clip(tmp_path / "whole.mkv", codec="ffv1", audio=False)
+    cut_mkv = tmp_path / "cut.mkv"  # no frame count in Matroska: its recorded length
+    cut_mkv.write_bytes(mkv.read_bytes()[: mkv.stat().st_size * 6 // 10])
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
     out = tmp_path / "out"
     expected = {
         cut_index: "truncated or damaged: 6 of 12 video frames present",
         no_index: "cannot read as a video",
+        cut_mkv: "truncated or damaged: video ends at",
         text: "cannot read as a video",
     }
     for src, message in expected.items():

@@ -430,6 +430,8 @@ class _Pipeline:
         """Demux; decode and resize video frames; pass audio packets on untouched."""
         streams = [self.vin] if self.ain is None else [self.vin, self.ain]
         packets = frames = 0
+        end = 0.0  # seconds: where the last decoded frame ends
+        period = 1 / float(self.vin.average_rate or self.vin.guessed_rate or 25)
         size = self.predictor.size
         try:
             for packet in self.inp.demux(streams):
@@ -444,6 +446,8 @@ class _Pipeline:
                         self.decoded, _Frame(frame.pts, frame.time_base, rgb, preprocess(rgb, size))
                     )
                     frames += 1
+                    if frame.pts is not None and frame.time_base:
+                        end = max(end, float(frame.pts * frame.time_base) + period)
         except av.FFmpegError as e:
             raise VideoError(
                 f"{self.src}: damaged video, cannot decode after frame {frames}: {_reason(e)}"
@@ -452,6 +456,11 @@ class _Pipeline:
         if declared and packets < declared:
             raise VideoError(
                 f"{self.src}: truncated or damaged: {packets} of {declared} video frames present"
+            )
+        length = _track_seconds(self.vin) if not declared else None
+        if length is not None and end < length - max(3 * period, 0.25):
+            raise VideoError(
+                f"{self.src}: truncated or damaged: video ends at {end:.2f} s of {length:.2f} s"
             )
         if not frames:
             raise VideoError(f"{self.src}: no video frame could be decoded")
@@ -517,6 +526,21 @@ class _Pipeline:
     def _mux(self, packets: list) -> None:
         for p in packets:
             self.out.mux(p)
+
+
+def _track_seconds(stream: Any) -> float | None:
+    """The length a Matroska/WebM muxer recorded for ``stream`` (its ``DURATION`` tag,
+    ``HH:MM:SS.nnnnnnnnn``, written when the file was finalised), else ``None``.
+
+    Only this tag is trusted: other containers' stream durations can be estimates (from
+    the bit rate, in MPEG-TS), which would flag good files as truncated.
+    """
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (AttributeError, ValueError):
+        return None
 
 
 def _even(image: np.ndarray, stream: Any) -> np.ndarray:
