@@ -8,7 +8,13 @@ import pytest
 from PIL import Image
 
 import sod100k
-from sod100k.infer.cutout import alpha_matte, cutout_rgba, guided_filter, overlay_rgb
+from sod100k.infer.cutout import (
+    alpha_matte,
+    cutout_rgba,
+    fast_guided_alpha,
+    guided_filter,
+    overlay_rgb,
+)
 
 
 def _two_colour_image(h: int = 60, w: int = 80) -> np.ndarray:
@@ -81,3 +87,17 @@ def test_remove_background_on_ecssd(ecssd, weights_x2):
     sal = sod100k.saliency(path, weights=weights_x2)
     assert sal.dtype == np.uint8 and sal.shape == mask.shape
     assert sod100k.overlay(path, weights=weights_x2).mode == "RGB"
+
+
+def test_fast_guided_filter_approximates_the_full_one_and_still_snaps_to_the_edge():
+    rgb = _two_colour_image(120, 160)
+    truth = np.zeros(rgb.shape[:2], np.float32)
+    truth[:, 80:] = 1.0
+    coarse = cv2.blur(truth, (21, 21), borderType=cv2.BORDER_REFLECT)
+    full = guided_filter(rgb, coarse, radius=8)
+    fast = fast_guided_alpha(rgb, (coarse * 255).astype(np.uint8), 8, low_res_pixels=120 * 10)
+    fast = fast.astype(np.float32) / 255.0
+    assert fast.shape == full.shape
+    assert 0 < np.abs(fast - full).mean() < 0.02  # an approximation, and a close one
+    assert fast[:, 80].min() - fast[:, 79].max() > 0.3
+    assert alpha_matte(rgb, (coarse * 255).astype(np.uint8), subsample=4).shape == (120, 160)

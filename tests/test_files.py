@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from sod100k.utils.files import atomic_open, atomic_write_bytes
+from sod100k.utils.files import atomic_open, atomic_path, atomic_write_bytes
 
 
 def mode(path) -> int:
@@ -37,3 +37,17 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("disk full")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_atomic_path_renames_on_success_and_removes_the_temporary_on_error(tmp_path):
+    dst = tmp_path / "sub" / "clip.mp4"
+    with atomic_path(dst) as tmp:
+        assert tmp.parent == dst.parent and tmp.suffix == ".mp4" and tmp != dst
+        tmp.write_bytes(b"new")
+        assert not dst.exists()
+    assert dst.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), atomic_path(dst) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("encoder died")
+    assert dst.read_bytes() == b"new"
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["clip.mp4"]

@@ -1,8 +1,10 @@
-"""``sod100k predict`` and ``sod100k cutout``: saliency maps and cut-outs for images.
+"""``sod100k predict`` and ``sod100k cutout``: saliency maps and cut-outs for images and videos.
 
 One file, several files, folders, glob patterns or standard input in; one file, a folder,
 files beside the inputs or standard output out (see :mod:`sod100k.infer.inputs` for the
-rules). Everything the user can get wrong is refused before the model is loaded.
+rules). Video files named on the command line are streamed frame by frame into one video
+each (:mod:`sod100k.infer.video`). Everything the user can get wrong is refused before the
+model is loaded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import functools
 import sys
 import textwrap
+from pathlib import Path
 
 from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import (
@@ -34,6 +37,7 @@ from sod100k.infer.inputs import (
 )
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
+from sod100k.infer.video import VIDEO_SUFFIXES, is_video, predict_videos
 
 EXIT_CODES = """\
 exit status:
@@ -53,6 +57,8 @@ forms:
   {cmd} 'shots/**/*.jpg' -o maps  a quoted glob, expanded here (** recurses)
   {cmd} - < photo.jpg > out.png   standard input to standard output (PNG)
   {cmd} photo.jpg -o -            standard output
+  {cmd} clip.mp4 -o out           out/clip.mp4 (mask, overlay) or out/clip.webm (rgba)
+  {cmd} clip.mp4                  clip.{fmt}.mp4 / .webm beside the input
 
 -o names a FILE when the input is one file (or -) and the name has an image suffix, and
 a FOLDER otherwise (created if needed). Outputs never replace an input, and files under
@@ -102,7 +108,8 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="image file, folder (searched recursively), glob pattern, or - for standard input",
+        help="image file, folder (searched recursively), glob pattern, - for standard input, "
+        f"or video file ({', '.join(VIDEO_SUFFIXES)})",
     )
     p.add_argument(
         "--output",
@@ -164,28 +171,35 @@ def run(args: argparse.Namespace) -> int:
         CLIError: a usage error (exit status 2), found before the model is loaded.
     """
     render = _check_options(args)
-    inputs = classify_inputs(args.inputs)
-    try:
-        dest = resolve_output(inputs, args.output, args.format)
-        if dest.kind == "stdout" and sys.stdout.isatty():
-            raise PlanError(
-                "refusing to write PNG data to a terminal: redirect standard output "
-                "(> out.png) or give -o"
-            )
-        stdin = _read_stdin() if inputs[0].kind == "stdin" else None
-        plan = plan_run(inputs, dest, args.format, args.skip_existing, stdin)
-    except PlanError as e:
-        raise CLIError(str(e)) from e
+    videos = [p for p in args.inputs if is_video(p) and Path(p).is_file()]
+    images = [p for p in args.inputs if p not in videos]
+    if videos and args.output == "-":
+        raise CLIError("a video cannot be written to standard output; give -o FOLDER")
     failures = Failures()
-    for what, message in plan.failed:
-        failures.add(what, message)
-    jobs, unwritable = check_writable(plan.jobs)
-    for what, message in unwritable:
-        failures.add(what, message)
-    _report_planned(failures)
+    jobs: list = []
+    plan = dest = None
+    if images or not videos:
+        inputs = classify_inputs(images)
+        try:
+            dest = resolve_output(inputs, args.output, args.format)
+            if dest.kind == "stdout" and sys.stdout.isatty():
+                raise PlanError(
+                    "refusing to write PNG data to a terminal: redirect standard output "
+                    "(> out.png) or give -o"
+                )
+            stdin = _read_stdin() if inputs[0].kind == "stdin" else None
+            plan = plan_run(inputs, dest, args.format, args.skip_existing, stdin)
+        except PlanError as e:
+            raise CLIError(str(e)) from e
+        for what, message in plan.failed:
+            failures.add(what, message)
+        jobs, unwritable = check_writable(plan.jobs)
+        for what, message in unwritable:
+            failures.add(what, message)
+        _report_planned(failures)
     written = 0
+    predictor = _load_predictor(args) if jobs or videos else None
     if jobs:
-        predictor = _load_predictor(args)
         report = run_batch(
             jobs,
             predictor,
@@ -198,8 +212,22 @@ def run(args: argparse.Namespace) -> int:
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
-    print(_summary(written, args.format, dest, plan), file=sys.stderr)
-    _report_skipped(plan)
+    if plan is not None:
+        print(_summary(written, args.format, dest, plan), file=sys.stderr)
+        _report_skipped(plan)
+    if videos:
+        video_report = predict_videos(
+            videos,
+            args.output,
+            predictor,
+            args.format,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            taken=images,
+        )
+        for what, message in video_report.failed:
+            failures.add(what, message)
     failures.report()
     return 1 if failures else 0
 

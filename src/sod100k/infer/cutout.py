@@ -44,26 +44,9 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float = 
     """
     if radius < 1:
         return src.astype(np.float32)
-    ksize = (2 * radius + 1, 2 * radius + 1)
-
-    def mean(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, cv2.CV_32F, ksize, borderType=cv2.BORDER_REFLECT)
-
     I = guide.astype(np.float32) / 255.0  # noqa: E741 (the paper's name)
-    p = src.astype(np.float32)
-    mean_I = mean(I)
-    mean_p = mean(p)
-    cov_Ip = mean(I * p[:, :, None]) - mean_I * mean_p[:, :, None]
-    # Per-pixel 3x3 covariance of the guide, regularised, then solved for a (H x W x 3).
-    var = np.empty((*I.shape[:2], 3, 3), dtype=np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            v = mean(I[:, :, i] * I[:, :, j]) - mean_I[:, :, i] * mean_I[:, :, j]
-            var[:, :, i, j] = var[:, :, j, i] = v
-    var += eps * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(var, cov_Ip[..., None])[..., 0]
-    b = mean_p - (a * mean_I).sum(axis=2)
-    return (mean(a) * I).sum(axis=2) + mean(b)
+    mean_a, mean_b = _coefficients(I, src.astype(np.float32), radius, eps)
+    return (mean_a * I).sum(axis=2) + mean_b
 
 
 def _coefficients(
@@ -159,13 +142,16 @@ def alpha_matte(
     refine: bool = True,
     radius: int | None = None,
     eps: float = EPS,
+    subsample: int = 1,
 ) -> np.ndarray:
     """``H x W`` uint8 alpha from a saliency map.
 
     With ``threshold`` (0-255) the alpha is hard: 255 where the (refined) map is at or
     above it, else 0. Without, it is soft: the map itself, refined with the guided filter
     when ``refine`` is true. Images over :data:`FULL_RES_PIXELS` are refined with the
-    fast guided filter (:func:`fast_guided_alpha`), in bounded memory.
+    fast guided filter (:func:`fast_guided_alpha`), in bounded memory; ``subsample`` > 1
+    asks for the fast filter at any size, its coefficients computed on a grid that many
+    times coarser per side (video uses it to keep up with the frame rate).
     """
     if threshold is not None and not 0 <= threshold <= 255:
         raise ValueError(f"threshold must be in 0..255, got {threshold}")
@@ -175,8 +161,11 @@ def alpha_matte(
         alpha = np.asarray(sal, dtype=np.uint8).copy()
     else:
         r = radius if radius is not None else max(1, round(RADIUS_FRACTION * min(sal.shape)))
-        if sal.size > FULL_RES_PIXELS:
-            alpha = fast_guided_alpha(rgb, np.asarray(sal, dtype=np.uint8), r, eps)
+        if sal.size > FULL_RES_PIXELS or subsample > 1:
+            low = max(1, sal.size // subsample**2) if subsample > 1 else LOW_RES_PIXELS
+            if sal.size > FULL_RES_PIXELS:
+                low = min(low, LOW_RES_PIXELS)
+            alpha = fast_guided_alpha(rgb, np.asarray(sal, dtype=np.uint8), r, eps, low)
         else:
             refined = guided_filter(rgb, sal.astype(np.float32) / 255.0, r, eps)
             alpha = np.clip(refined * 255.0 + 0.5, 0, 255).astype(np.uint8)

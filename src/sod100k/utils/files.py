@@ -65,3 +65,36 @@ def atomic_save(path: str | Path, writer: Callable[[IO], None]) -> None:
     """Call ``writer(file)`` on a temporary file and move the result to ``path``."""
     with atomic_open(path, "wb") as f:
         writer(f)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name, not a file.
+
+    Some writers (FFmpeg muxers that re-read their output, for instance) must open the
+    file themselves. Whatever is at the yielded path on success is synced and renamed
+    over ``path``; on error it is removed and ``path`` is untouched. The temporary name
+    keeps ``path``'s suffix, for writers that pick a format by it.
+
+    Args:
+        path: the final output path.
+
+    Yields:
+        The temporary path to write to (it exists, empty).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    try:
+        os.fchmod(fd, _mode_for(path))
+        os.close(fd)
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
