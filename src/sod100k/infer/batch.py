@@ -22,7 +22,7 @@ from sod100k.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_rg
 from sod100k.infer.backends import Backend
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.predictor import Predictor
-from sod100k.infer.preprocess import postprocess, preprocess
+from sod100k.infer.preprocess import preprocess
 from sod100k.utils.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def run_batch(
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
 
     def write(job: Job, rgb: np.ndarray, logits: np.ndarray) -> Path:
-        sal = postprocess(logits, rgb.shape[0], rgb.shape[1])
+        sal = predictor.to_map(logits, rgb.shape[0], rgb.shape[1])
         atomic_write_bytes(job.dst, encode_png(render(rgb, sal)))
         return job.dst
 
