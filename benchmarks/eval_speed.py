@@ -3,7 +3,8 @@
 Usage (from the repository root; heavy, so under the shared lock):
 
     python benchmarks/eval_speed.py \
-        --pred /tmp/ours-x1 --gt ../shared/data/ECSSD/masks --workers 1 2
+        --pred /tmp/ours-x1 --gt ../shared/data/ECSSD/masks --workers 1 2 \
+        [--protocol pysodmetrics|salmetric|both]
 """
 
 from __future__ import annotations
@@ -19,7 +20,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sod100k.eval import evaluate_pairs, pair_by_stem  # noqa: E402
+from sod100k.eval import (  # noqa: E402
+    PROTOCOL_CHOICES,
+    evaluate_pairs,
+    pair_by_stem,
+    protocols_of,
+)
+
+
+def cpu_model() -> str:
+    """The CPU model as lscpu names it (from /proc/cpuinfo), else the platform's word."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -27,14 +44,22 @@ def main() -> int:
     p.add_argument("--pred", type=Path, required=True)
     p.add_argument("--gt", type=Path, required=True)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="pysodmetrics")
     args = p.parse_args()
     pairs = pair_by_stem(args.pred, args.gt).pairs
     runs = {}
     for workers in args.workers:
         started = time.perf_counter()
-        outcome = evaluate_pairs(pairs, workers=workers, progress=False)
+        outcome = evaluate_pairs(
+            pairs, workers=workers, progress=False, protocols=protocols_of(args.protocol)
+        )
         seconds = time.perf_counter() - started
-        runs[workers] = (seconds, outcome.scores.metrics)
+        metrics = {}
+        if outcome.scores is not None:
+            metrics["pysodmetrics"] = outcome.scores.metrics
+        if outcome.salmetric is not None:
+            metrics["salmetric"] = outcome.salmetric.metrics
+        runs[workers] = (seconds, metrics)
         print(f"workers={workers}: {len(pairs)} pairs in {seconds:.1f} s", flush=True)
     first = next(iter(runs.values()))[1]
     identical = all(metrics == first for _, metrics in runs.values())
@@ -42,10 +67,11 @@ def main() -> int:
         json.dumps(
             {
                 "pairs": len(pairs),
+                "protocol": args.protocol,
                 "seconds": {w: round(s, 2) for w, (s, _) in runs.items()},
                 "identical_numbers": identical,
                 "metrics": first,
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                "machine": f"{cpu_model()}, {os.cpu_count()} CPUs",
                 "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             },
             indent=1,

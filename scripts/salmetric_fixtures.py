@@ -27,7 +27,6 @@ Usage (Debian: ``apt-get install g++ libopencv-dev pkg-config``)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shlex
@@ -129,14 +128,6 @@ def cases(binary: Path, out: Path, only: list[str] | None = None) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
-def maps_digest(pairs: list[tuple[Path, Path]]) -> str:
-    """SHA-256 over the map files' names and bytes, in pair order."""
-    h = hashlib.sha256()
-    for pred, _ in pairs:
-        h.update(pred.name.encode() + b"\0" + pred.read_bytes())
-    return h.hexdigest()
-
-
 def ecssd(binary: Path, masks: Path, maps: list[str], out: Path) -> None:
     """Run the tool on each ``NAME=FOLDER`` of maps against ``masks`` (pairs by stem)."""
     records = {}
@@ -147,7 +138,7 @@ def ecssd(binary: Path, masks: Path, maps: list[str], out: Path) -> None:
             list_file = Path(tmp) / f"{name}.txt"
             list_file.write_text("".join(f"{p.resolve()} {m.resolve()}\n" for p, m in pairs))
             record = run_tool(binary, list_file)
-            record.update(images=len(pairs), maps_sha256=maps_digest(pairs))
+            record.update(images=len(pairs), maps_sha256=salmetric_cases.maps_digest(pairs))
             records[name] = record
             print(f"{name}: {len(pairs)} images, maxF {record['maxF']} MAE {record['MAE']}")
     atomic_write_text(out, json.dumps(_header(binary) | {"datasets": records}, indent=1) + "\n")

@@ -8,6 +8,7 @@ against its recorded output. Every case is one list file (one "dataset").
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,3 +160,11 @@ def read_list(list_file: Path) -> list[tuple[Path, Path]]:
     """The pairs of a list file (whitespace-separated, as the tool reads it)."""
     words = list_file.read_text().split()
     return [(Path(a), Path(b)) for a, b in zip(words[::2], words[1::2], strict=True)]
+
+
+def maps_digest(pairs: list[tuple[Path, Path]]) -> str:
+    """SHA-256 over the map files' names and bytes, in pair order (which maps a record is of)."""
+    h = hashlib.sha256()
+    for pred, _ in pairs:
+        h.update(pred.name.encode() + b"\0" + pred.read_bytes())
+    return h.hexdigest()
