@@ -50,21 +50,40 @@ def test_fixture_cases_cover_the_quirks() -> None:
     assert CASES["black_masks"]["recall"] == [1.0] * 256
 
 
+def _tool_mae(pred: np.ndarray, gt: np.ndarray) -> np.float32:
+    """The tool's loop, one pixel at a time: double term, float32 running sum."""
+    acc = np.float32(0)
+    for d in np.abs(pred.astype(np.int64) - gt.astype(np.int64)).reshape(-1):
+        acc = np.float32(float(acc) + d / 255.0)
+    return np.float32(acc / np.float32(pred.size))
+
+
 def test_mae_follows_the_tools_double_to_float_steps() -> None:
     """Each term is added in double and the sum rounded to float32, step by step; a plain
     float32 cumsum is one ulp off on this image, the protocol is not."""
     pred = salmetric_cases.saliency_like((30, 40), 60)
     gt = salmetric_cases.soft_ellipse((40, 50))[:30, :40]
-    acc = np.float32(0)
-    for d in np.abs(pred.astype(np.int64) - gt.astype(np.int64)).reshape(-1):
-        acc = np.float32(float(acc) + d / 255.0)
-    tool = np.float32(acc / np.float32(pred.size))
     naive = np.cumsum(
         (np.abs(pred.astype(np.int64) - gt) / 255.0).astype(np.float32).reshape(-1),
         dtype=np.float32,
     )[-1] / np.float32(pred.size)
-    assert naive != tool
-    assert salmetric.image_mae(pred, gt) == tool
+    assert naive != _tool_mae(pred, gt)
+    assert salmetric.image_mae(pred, gt) == _tool_mae(pred, gt)
+
+
+@pytest.mark.parametrize("block", [37, 1000, salmetric.MAE_BLOCK])
+def test_mae_is_exact_across_blocks(block: int, monkeypatch) -> None:
+    """Images whose float32 cumsum needs two corrections (in block 0, and after 12000
+    pixels of zero error), summed in blocks of several sizes."""
+    monkeypatch.setattr(salmetric, "MAE_BLOCK", block)
+    shape = (150, 200)
+    gt = salmetric_cases.soft_ellipse(shape, ramp=20.0)
+    early = salmetric_cases.saliency_like(shape, 80)
+    late = salmetric_cases.saliency_like(shape, 72)
+    late[:60] = gt[:60]
+    late[100:110] = 0
+    for pred in (early, late):
+        assert salmetric.image_mae(pred, gt) == _tool_mae(pred, gt)
 
 
 def test_counts_stall_at_2_pow_24() -> None:
