@@ -138,3 +138,17 @@ def test_unreadable_map_names_the_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"bad\.png: not an image"):
         salmetric.read_gray(bad)
+
+
+def test_counts_are_pysodmetrics_counts_one_threshold_up() -> None:
+    """Our histogram counts are PySODMetrics' ``pred >= t`` counts at ``t = th + 1`` (on
+    the raw map: ``x / 255 * 255`` is exact for every 8-bit level)."""
+    import py_sod_metrics as psm
+
+    pred = salmetric_cases.saliency_like((90, 120), 5)
+    positive = salmetric_cases.soft_ellipse((90, 120)) > salmetric.GT_LEVEL
+    fg = int(positive.sum())
+    counts = psm.FmeasureV2().dynamically_binarizing(pred / 255.0, positive, fg, positive.size - fg)
+    tp_at_least = np.flip(counts["tp"])  # index t: pred >= t
+    hist = np.bincount(pred[positive], minlength=256)
+    np.testing.assert_array_equal(salmetric._counts_above(hist), np.append(tp_at_least[1:], 0))
