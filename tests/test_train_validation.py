@@ -34,14 +34,16 @@ def test_validation_max_f_without_deprecation_warning(tiny_data, tmp_path):
 
 def test_fmeasure_v2_curve_is_the_deprecated_classs_curve(rng):
     """The switch keeps the number: FmeasureV2's dynamic F is the old Fmeasure curve."""
-    old = py_sod_metrics.Fmeasure()
-    new = py_sod_metrics.FmeasureV2(
-        metric_handlers={
-            "f": py_sod_metrics.FmeasureHandler(with_dynamic=True, with_adaptive=False, beta=0.3)
-        }
-    )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # the deprecated class warns when it is made
+        old = py_sod_metrics.Fmeasure()
+        new = py_sod_metrics.FmeasureV2(
+            metric_handlers={
+                "f": py_sod_metrics.FmeasureHandler(
+                    with_dynamic=True, with_adaptive=False, beta=0.3
+                )
+            }
+        )
         for _ in range(3):
             gt = (rng.random((20, 30)) > 0.6).astype(np.uint8) * 255
             pred = rng.integers(0, 256, (20, 30), dtype=np.uint8)
