@@ -39,7 +39,7 @@ def test_evaluate_prints_table_and_writes_reports(tmp_path, capsys):
     assert (result.method, result.dataset, result.count) == ("method", "DS", 3)
     assert result.metrics["MAE"] == 0.0 and result.metrics["maxF"] == pytest.approx(1.0)
     assert (out / "results.csv").read_text().splitlines()[0].endswith(",".join(METRICS))
-    assert "| DS | method | 3 | 0.0000 | 1.000 |" in (out / "results.md").read_text()
+    assert "| DS | method | pysodmetrics | 3 | 0.0000 | 1.000 |" in (out / "results.md").read_text()
     for png in ("pr.png", "fmeasure.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 

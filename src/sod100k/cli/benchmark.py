@@ -18,7 +18,12 @@ from sod100k.cli.common import (
     check_device,
     positive,
 )
-from sod100k.cli.evaluate import add_output_args, write_outputs
+from sod100k.cli.evaluate import (
+    add_output_args,
+    add_protocol_args,
+    protocol_kwargs,
+    write_outputs,
+)
 from sod100k.eval import EvalResult, PairingError, evaluate_folders
 from sod100k.infer.batch import plan_jobs, run_batch
 from sod100k.infer.predictor import Predictor
@@ -75,6 +80,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="method name (default: the model/weights)")
     add_model_args(p)
     add_runtime_args(p)
+    add_protocol_args(p)
     add_output_args(p)
     return p
 
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     positive("batch-size", args.batch_size)
     positive("size", args.size)
     positive("workers", args.workers)
+    protocol_kwargs(args)  # validates before the (slow) predictions
     check_device(args.device)
     names = [d.name for d in args.dataset]
     if len(set(names)) != len(names):
@@ -105,9 +112,7 @@ def run(args: argparse.Namespace) -> int:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="sod100k-benchmark-"))
         )
         for spec in args.dataset:
-            result = _benchmark_one(spec, root / spec.name, predictor, args, method, failures)
-            if result is not None:
-                results.append(result)
+            results += _benchmark_one(spec, root / spec.name, predictor, args, method, failures)
     if results:
         write_outputs(results, args.output)
     failures.report()
@@ -121,7 +126,7 @@ def _benchmark_one(
     args: argparse.Namespace,
     method: str,
     failures: Failures,
-) -> EvalResult | None:
+) -> list[EvalResult]:
     jobs, planned = plan_jobs([spec.images], pred_dir)
     for what, message in planned:
         failures.add(what, message)
@@ -138,10 +143,11 @@ def _benchmark_one(
             args.allow_missing,
             args.workers,
             not args.quiet,
+            **protocol_kwargs(args),
         )
     except PairingError as e:
         failures.add(spec.name, str(e))
-        return None
+        return []
     for what, message in evaluation.failed:
         failures.add(what, message)
-    return evaluation.result
+    return evaluation.results

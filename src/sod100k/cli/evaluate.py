@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sod100k.cli.common import CLIError, Failures, positive
 from sod100k.eval import (
+    PROTOCOL_CHOICES,
     EvalResult,
     PairingError,
     dataset_name,
@@ -16,6 +17,7 @@ from sod100k.eval import (
     write_reports,
 )
 from sod100k.eval.plots import plot_f_curves, plot_pr_curves
+from sod100k.eval.salmetric import DEFAULT_THREADS, MISMATCH_MODES
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -42,14 +44,52 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("protocol")
+    g.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default="pysodmetrics",
+        help="pysodmetrics: the standard metrics (PySODMetrics; maps min-max normalised, "
+        "pred >= t, per-image F averaged); salmetric: max/mean F and MAE exactly as the "
+        "SOD100K authors' SalMetric tool (raw maps, pred > t, precision and recall averaged "
+        "before F, raw-mask MAE); both: the two side by side (default %(default)s)",
+    )
+    g.add_argument(
+        "--salmetric-threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="salmetric: the tool's thread count to reproduce; its float32 sums are split "
+        "by thread, which moves the last digit (default %(default)s, the tool's default)",
+    )
+    g.add_argument(
+        "--size-mismatch",
+        choices=MISMATCH_MODES,
+        default="reference",
+        help="salmetric: a map of another size than its mask is read the tool's way "
+        "(reference: mask pixels at the map's row/column indices, no resize) or resized to "
+        "the mask (resize, bilinear, as the pysodmetrics protocol does); default %(default)s",
+    )
+
+
+def protocol_kwargs(args: argparse.Namespace) -> dict:
+    """The protocol options of ``args`` as keyword arguments of ``evaluate_folders``."""
+    positive("salmetric-threads", args.salmetric_threads)
+    return {
+        "protocol": args.protocol,
+        "salmetric_threads": args.salmetric_threads,
+        "size_mismatch": args.size_mismatch,
+    }
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="score saliency maps against ground-truth masks",
         description="MAE, max/mean/adaptive F-measure (beta^2 = 0.3), S-measure, "
-        "max/mean/adaptive E-measure and weighted F-measure, computed with PySODMetrics. "
-        "Files are matched by stem; predictions are resized to the mask size; masks are "
-        "binarised at 128.",
+        "max/mean/adaptive E-measure and weighted F-measure, computed with PySODMetrics; "
+        "or (--protocol salmetric) max/mean F and MAE as the SOD100K authors' SalMetric "
+        "computes them. Files are matched by stem; masks are binarised at 128.",
     )
     p.add_argument("--pred", required=True, type=Path, help="folder of saliency maps")
     p.add_argument("--gt", required=True, type=Path, help="folder of ground-truth masks")
@@ -59,6 +99,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=None,
         help="dataset name (default: from --gt, e.g. ECSSD/masks -> ECSSD)",
     )
+    add_protocol_args(p)
     add_output_args(p)
     return p
 
@@ -80,19 +121,26 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset or dataset_name(args.gt)
     try:
         evaluation = evaluate_folders(
-            args.pred, args.gt, method, dataset, args.allow_missing, args.workers, not args.quiet
+            args.pred,
+            args.gt,
+            method,
+            dataset,
+            args.allow_missing,
+            args.workers,
+            not args.quiet,
+            **protocol_kwargs(args),
         )
     except PairingError as e:
         raise CLIError(str(e)) from e
     failures = Failures()
     for what, message in evaluation.failed:
         failures.add(what, message)
-    if evaluation.result is None:
+    if not evaluation.results:
         failures.report()
         raise CLIError(
             f"{args.pred}: none of the {len(evaluation.pairing.pairs)} "
             "prediction/mask pairs could be read"
         )
-    write_outputs([evaluation.result], args.output)
+    write_outputs(evaluation.results, args.output)
     failures.report()
     return 1 if failures else 0

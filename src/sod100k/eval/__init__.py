@@ -1,6 +1,13 @@
-"""Evaluation of saliency maps: standard SOD metrics (via PySODMetrics), reports, plots."""
+"""Evaluation of saliency maps: standard SOD metrics (via PySODMetrics), the authors'
+SalMetric protocol, reports, plots."""
 
-from sod100k.eval.folders import FolderEvaluation, dataset_name, evaluate_folders
+from sod100k.eval.folders import (
+    PROTOCOL_CHOICES,
+    FolderEvaluation,
+    dataset_name,
+    evaluate_folders,
+    protocols_of,
+)
 from sod100k.eval.metrics import METRICS, DatasetScores, ImageScores, score_image, summarize
 from sod100k.eval.pairing import Pairing, PairingError, pair_by_stem
 from sod100k.eval.parallel import EvalOutcome, evaluate_pairs
@@ -8,6 +15,7 @@ from sod100k.eval.report import EvalResult, format_table, read_results, write_re
 
 __all__ = [
     "METRICS",
+    "PROTOCOL_CHOICES",
     "DatasetScores",
     "EvalOutcome",
     "EvalResult",
@@ -20,6 +28,7 @@ __all__ = [
     "evaluate_pairs",
     "format_table",
     "pair_by_stem",
+    "protocols_of",
     "read_results",
     "score_image",
     "summarize",

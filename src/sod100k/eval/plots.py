@@ -22,6 +22,12 @@ def _grid(results: Sequence[EvalResult]):
     return fig, dict(zip(datasets, axes[0], strict=True))
 
 
+def _label(r: EvalResult, results: Sequence[EvalResult]) -> str:
+    """The method name, with the protocol when the results mix protocols."""
+    mixed = len({x.protocol for x in results}) > 1
+    return f"{r.method} ({r.protocol})" if mixed else r.method
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.tight_layout()
@@ -36,7 +42,7 @@ def plot_pr_curves(results: Sequence[EvalResult], path: str | Path) -> Path:
     for r in results:
         ax = panels[r.dataset]
         # Threshold 0 (recall 1, precision = foreground share) is kept, as in the papers.
-        ax.plot(r.recall, r.precision, label=r.method, linewidth=1.5)
+        ax.plot(r.recall, r.precision, label=_label(r, results), linewidth=1.5)
     for dataset, ax in panels.items():
         ax.set(title=dataset, xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1))
         ax.grid(alpha=0.3)
@@ -50,7 +56,10 @@ def plot_f_curves(results: Sequence[EvalResult], path: str | Path) -> Path:
     thresholds = np.arange(256)
     for r in results:
         panels[r.dataset].plot(
-            thresholds, r.f_curve, linewidth=1.5, label=f"{r.method} (max {max(r.f_curve):.3f})"
+            thresholds,
+            r.f_curve,
+            linewidth=1.5,
+            label=f"{_label(r, results)} (max {max(r.f_curve):.3f})",
         )
     for dataset, ax in panels.items():
         ax.set(title=dataset, xlabel="Threshold", ylabel="F-measure", xlim=(0, 255), ylim=(0, 1))

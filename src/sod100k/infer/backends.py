@@ -29,6 +29,7 @@ class TorchBackend:
         self, model: nn.Module, device: str | torch.device = "cpu", name: str = "torch"
     ) -> None:
         self.name = name
+        self.arch = getattr(model, "arch", None)  # picks the map quantisation
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
 
@@ -45,6 +46,9 @@ class OnnxBackend:
     core). Graph optimisations stop at the "extended" level: the NCHWc layout rewrite of
     the "all" level measured ~20% slower on CSNet's narrow convolutions.
     """
+
+    #: The model's architecture when known (picks the map quantisation).
+    arch: str | None = None
 
     name = "onnx"
 
@@ -80,6 +84,9 @@ class OpenVinoBackend:
     predictor feeds one shape, plus a smaller last batch); every calling thread gets
     its own infer request, so ``streams`` threads can run batches side by side.
     """
+
+    #: The model's architecture when known (picks the map quantisation).
+    arch: str | None = None
 
     name = "openvino"
 

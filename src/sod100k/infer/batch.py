@@ -26,7 +26,7 @@ from sod100k.infer.backends import Backend
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.inputs import Destination, Job, classify_inputs, plan_run
 from sod100k.infer.predictor import Predictor
-from sod100k.infer.preprocess import postprocess, preprocess
+from sod100k.infer.preprocess import preprocess
 from sod100k.utils.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def run_batch(
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
 
     def write(job: Job, rgb: np.ndarray, logits: np.ndarray) -> Path:
-        sal = postprocess(logits, rgb.shape[0], rgb.shape[1])
+        sal = predictor.to_map(logits, rgb.shape[0], rgb.shape[1])
         image = render(rgb, sal)
         if job.dst is None:
             sys.stdout.buffer.write(encode_png(image))

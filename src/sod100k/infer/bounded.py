@@ -9,7 +9,9 @@ full size. The functions here give bit-identical results from a fraction of that
   rows then vertical. With the other axis' size unchanged, OpenCV's bilinear weights on
   that axis are (1, 0), so each pass computes exactly what the one-shot resize computes
   for its axis (checked in ``tests/test_bounded.py``).
-* :func:`saliency_map` upsamples once and scales and truncates in place.
+
+The map side needs nothing of its own: :func:`~sod100k.infer.preprocess.postprocess`
+upsamples once and scales and quantises in place.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sod100k.infer.preprocess import MEAN, STD, preprocess, sigmoid
+from sod100k.infer.preprocess import MEAN, STD, preprocess
 
 #: Images up to this many pixels take the one-shot path (its float copy is <= 64 MB).
 ONE_SHOT_PIXELS = 4_000_000
@@ -39,13 +41,3 @@ def network_input(rgb: np.ndarray, size: int) -> np.ndarray:
     x = cv2.resize(narrow, (size, size), interpolation=cv2.INTER_LINEAR)
     x = (x - MEAN) / STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-def saliency_map(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``h x w`` logits -> ``height x width`` uint8 map, equal to ``postprocess``."""
-    prob = sigmoid(logits.astype(np.float32))
-    if prob.shape != (height, width):
-        prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
-    np.clip(prob, 0.0, 1.0, out=prob)
-    prob *= 255.0
-    return prob.astype(np.uint8)

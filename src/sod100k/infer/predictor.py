@@ -8,7 +8,7 @@ import numpy as np
 
 from sod100k.data.images import to_rgb
 from sod100k.infer.backends import Backend
-from sod100k.infer.preprocess import postprocess, preprocess_batch
+from sod100k.infer.preprocess import postprocess, preprocess_batch, quantization_for
 
 DEFAULT_SIZE = 224
 
@@ -17,14 +17,23 @@ class Predictor:
     """Image(s) in, uint8 saliency map(s) at the original size out.
 
     Follows the reference test protocol: every image is resized to ``size x size``, so
-    images of different sizes batch together.
+    images of different sizes batch together. Maps are quantised as the model's reference
+    test script does (``quantization``; default: from the backend's ``arch``, see
+    :func:`~sod100k.infer.preprocess.quantization_for`).
     """
 
-    def __init__(self, backend: Backend, size: int = DEFAULT_SIZE) -> None:
+    def __init__(
+        self, backend: Backend, size: int = DEFAULT_SIZE, quantization: str | None = None
+    ) -> None:
         if size < 16:
             raise ValueError(f"input size must be at least 16, got {size}")
         self.backend = backend
         self.size = size
+        self.quantization = quantization or quantization_for(getattr(backend, "arch", None))
+
+    def to_map(self, logits: np.ndarray, height: int, width: int) -> np.ndarray:
+        """One image's logits -> its uint8 saliency map at ``height x width``."""
+        return postprocess(logits, height, width, self.quantization)
 
     def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """``(N, size, size)`` logits for a list of ``H x W x 3`` uint8 images."""
@@ -33,7 +42,7 @@ class Predictor:
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         logits = self.logits(images)
         return [
-            postprocess(lg, im.shape[0], im.shape[1]) for lg, im in zip(logits, images, strict=True)
+            self.to_map(lg, im.shape[0], im.shape[1]) for lg, im in zip(logits, images, strict=True)
         ]
 
     def __call__(self, image) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 Read RGB as float in [0, 1]; resize to ``size x size`` (bilinear, half-pixel centres, no
 anti-aliasing); normalise with the ImageNet mean/std. Back: sigmoid, bilinear resize to
-the original size, x255 and truncation to uint8 (the reference casts with ``astype``).
+the original size, x255 to uint8. How x255 becomes uint8 depends on the model, as in each
+reference test script: CSNet's ``test.py`` truncates (``(map * 255).astype(np.uint8)``),
+the CSF + Res2Net solver writes ``255 * map`` with ``cv2.imwrite``, which rounds to the
+nearest level (halves to even). :func:`quantization_for` picks the model's way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import numpy as np
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+#: How each architecture's reference test script turns ``map * 255`` into uint8.
+QUANTIZATION = {"csnet": "truncate", "csf-res2net50": "round"}
+QUANTIZATION_MODES = ("truncate", "round")
 
 
 def _resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -38,8 +44,32 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * logits) + 1.0)  # overflow-free logistic
 
 
-def postprocess(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``h x w`` logits -> ``height x width`` uint8 saliency map."""
-    prob = sigmoid(logits.astype(np.float32))
-    prob = _resize(prob, height, width)
-    return (np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
+def quantization_for(arch: str | None) -> str:
+    """The reference's map quantisation for an architecture (``truncate`` if unknown)."""
+    return QUANTIZATION.get(arch or "", "truncate")
+
+
+def postprocess(
+    logits: np.ndarray, height: int, width: int, quantization: str = "truncate"
+) -> np.ndarray:
+    """``h x w`` logits -> ``height x width`` uint8 saliency map.
+
+    Args:
+        logits: the network's output for one image.
+        height: the original image height.
+        width: the original image width.
+        quantization: ``"truncate"`` (CSNet's test.py) or ``"round"`` (the CSF solver's
+            ``cv2.imwrite`` of ``255 * map`` in float32: nearest level, halves to even).
+
+    Raises:
+        ValueError: an unknown quantization.
+    """
+    if quantization not in QUANTIZATION_MODES:
+        raise ValueError(f"unknown quantization {quantization!r}; use {QUANTIZATION_MODES}")
+    # One full-size float32 plane, scaled in place: a 40 MP map needs 160 MB, not 3 copies.
+    prob = _resize(sigmoid(logits.astype(np.float32)), height, width)
+    np.clip(prob, 0.0, 1.0, out=prob)
+    prob *= np.float32(255.0)
+    if quantization == "round":
+        np.rint(prob, out=prob)
+    return prob.astype(np.uint8)

@@ -66,14 +66,20 @@ def make_backend(
     if name in ("onnx", "openvino"):
         if device != "cpu":
             raise ValueError(f"the {name} backend runs on the CPU only, not on {device!r}")
+        arch = None  # unknown for a bare .onnx file: CSNet's quantisation
         if weights is not None and Path(weights).suffix == ".onnx":
             graph: Path | bytes = Path(weights)
         else:
             from sod100k.infer.onnx_export import export_bytes
 
             log.info("exporting %s to ONNX in memory", weights or model)
-            graph = export_bytes(load_model(model, weights))
-        if name == "onnx":
-            return OnnxBackend(graph, threads)
-        return OpenVinoBackend(graph, threads, streams)
+            net = load_model(model, weights)
+            arch, graph = net.arch, export_bytes(net)
+        backend = (
+            OnnxBackend(graph, threads)
+            if name == "onnx"
+            else OpenVinoBackend(graph, threads, streams)
+        )
+        backend.arch = arch
+        return backend
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

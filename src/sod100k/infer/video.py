@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.predictor import Predictor
-from sod100k.infer.preprocess import postprocess, preprocess
+from sod100k.infer.preprocess import preprocess
 from sod100k.utils.files import atomic_path
 
 #: Input suffixes ``sod100k predict`` treats as videos.
@@ -508,7 +508,7 @@ class _Pipeline:
         while (item := self._get(self.inferred)) is not _END:
             if isinstance(item, _Frame):
                 h, w = item.rgb.shape[:2]
-                image = self.render(item.rgb, postprocess(item.tensor, h, w))
+                image = self.render(item.rgb, self.predictor.to_map(item.tensor, h, w))
                 frame = av.VideoFrame.from_ndarray(_even(image, self.vout), self.spec.frame_format)
                 if item.pts is not None and item.time_base:
                     pts = round(item.pts * item.time_base / tb)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sod100k.data.images import ImageError, load_rgb, to_rgb
-from sod100k.infer.bounded import network_input, saliency_map
+from sod100k.infer.bounded import network_input
 from sod100k.infer.cutout import alpha_matte
 from sod100k.infer.predictor import Predictor
 
@@ -90,7 +90,7 @@ def predict_map(predictor: Predictor, rgb: np.ndarray) -> np.ndarray:
     """The ``H x W`` uint8 saliency map, equal to ``predictor(rgb)``, in bounded memory."""
     x = network_input(rgb, predictor.size)
     logits = predictor.backend(x[None])[0]
-    return saliency_map(logits, rgb.shape[0], rgb.shape[1])
+    return predictor.to_map(logits, rgb.shape[0], rgb.shape[1])
 
 
 def saliency_png(predictor: Predictor, data: bytes, name: str) -> bytes:

@@ -215,7 +215,14 @@ class Trainer:
         if self.val_set is None:
             return {}
         self.model.eval()
-        mae, fm = py_sod_metrics.MAE(), py_sod_metrics.Fmeasure()
+        mae = py_sod_metrics.MAE()
+        fm = py_sod_metrics.FmeasureV2(  # the current API (Fmeasure is deprecated)
+            metric_handlers={
+                "f": py_sod_metrics.FmeasureHandler(
+                    with_dynamic=True, with_adaptive=False, beta=0.3
+                )
+            }
+        )
         batch = self.cfg.batch_size if self.cfg.size else 1  # native sizes do not stack
         loader = DataLoader(
             self.val_set, batch_size=batch, num_workers=0, collate_fn=collate_skipping_bad
@@ -229,7 +236,7 @@ class Trainer:
         self._set_train_mode()
         return {
             "val_mae": float(mae.get_results()["mae"]),
-            "val_max_f": float(fm.get_results()["fm"]["curve"].max()),
+            "val_max_f": float(fm.get_results()["f"]["dynamic"].max()),
         }
 
     def _save(self, epoch: int, values: dict[str, float]) -> None:
