@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from load import wait_healthy
 from soak import HOST, cpu_model, free_port, rss_bytes
 
 MIB = 2**20
@@ -91,15 +92,7 @@ def main() -> int:
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not start")
-                try:
-                    if httpx.get(base + "/healthz", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.3)
+            wait_healthy(base, server)
             pid = server.pid
             rows.append(
                 ("idle, after start-up and warm-up", "", 0.0, peak_rss(pid), rss_bytes(pid))

@@ -37,6 +37,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from load import wait_healthy  # benchmarks/load.py, beside this script
+
 HOST = "127.0.0.1"
 
 
@@ -200,15 +202,7 @@ def main() -> int:
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            try:
-                if httpx.get(base + "/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+        wait_healthy(base, server)
         sampler = threading.Thread(target=sample_rss, args=(server.pid, stop, samples))
         sampler.start()
         started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def ecssd_subset(ecssd: Path, dst: Path, stems: tuple[str, ...]) -> tuple[Path, Path]:
+    """Copy the ECSSD images and masks named by ``stems`` to ``dst/img`` and ``dst/gt``."""
+    images, masks = dst / "img", dst / "gt"
+    images.mkdir()
+    masks.mkdir()
+    for stem in stems:
+        shutil.copy(ecssd / "images" / f"{stem}.jpg", images)
+        shutil.copy(ecssd / "masks" / f"{stem}.png", masks)
+    return images, masks

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import ecssd_subset
 from sod100k.cli import main
 from sod100k.eval.metrics import METRICS
 from sod100k.eval.report import read_results
@@ -118,12 +118,7 @@ def test_plot_refuses_a_foreign_json(tmp_path, capsys):
 
 
 def test_benchmark_predicts_then_scores(tmp_path, ecssd, weights_x1, capsys):
-    images, masks = tmp_path / "img", tmp_path / "gt"
-    images.mkdir()
-    masks.mkdir()
-    for stem in ("0001", "0002", "0003"):
-        shutil.copy(ecssd / "images" / f"{stem}.jpg", images)
-        shutil.copy(ecssd / "masks" / f"{stem}.png", masks)
+    images, masks = ecssd_subset(ecssd, tmp_path, ("0001", "0002", "0003"))
     code = main(
         [
             "benchmark",

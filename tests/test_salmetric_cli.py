@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import salmetric_cases
+from conftest import ecssd_subset
 from sod100k.cli import main
 from sod100k.eval import evaluate_folders, salmetric
 from sod100k.eval.report import read_results
@@ -103,12 +103,7 @@ def test_bad_protocol_options_are_usage_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_benchmark_with_both_protocols(tmp_path: Path, ecssd: Path, weights_x1: Path) -> None:
-    images, masks = tmp_path / "img", tmp_path / "gt"
-    images.mkdir()
-    masks.mkdir()
-    for stem in ("0001", "0002"):
-        shutil.copy(ecssd / "images" / f"{stem}.jpg", images)
-        shutil.copy(ecssd / "masks" / f"{stem}.png", masks)
+    images, masks = ecssd_subset(ecssd, tmp_path, ("0001", "0002"))
     code = main(
         [
             "benchmark",
