@@ -105,6 +105,20 @@ def test_finetune_from_a_pruned_checkpoint(tiny_data, tiny_init, tmp_path):
     assert extra["train_config"]["dwd"] is False
 
 
+def test_bn_recalibration_changes_only_running_statistics(tiny_data, tiny_init, tmp_path):
+    out = tmp_path / "recal"
+    args = ["finetune", str(tiny_init), "--data", str(tiny_data), "--out", str(out)]
+    args += ["--size", "32", "--batch-size", "4", "--workers", "0", "--bn-recalibrate"]
+    assert main(args) == 0
+    extra = read_checkpoint(out / "last.pt")["extra"]
+    assert extra["train_config"]["epochs"] == 20  # the reference FINETUNE.SOLVER epochs
+    before, after = state(tiny_init), state(out / "last.pt")
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert all(not torch.equal(before[k], after[k]) for k in stats)
+    others = [k for k in before if k not in stats and not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(before[k], after[k]) for k in others)
+
+
 def test_two_process_ddp_matches_across_ranks(tiny_data, tiny_init, tmp_path):
     if shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists():
         pytest.fail("torchrun is not installed next to this Python")
