@@ -216,7 +216,8 @@ def prune_model(
     """
     folder = _Folder(fold)
     cfg = model.config
-    work = copy.deepcopy(model)
+    ref = next(model.parameters())
+    work = copy.deepcopy(model).cpu()  # index bookkeeping stays on the CPU
     blocks = work.blocks()
     keeps = [
         _branch_keep(b.expand, threshold, f"unit {i} ({_unit_name(cfg, i)})")
@@ -245,10 +246,10 @@ def prune_model(
         dilations=cfg.head.dilations,
     )
     new_cfg = LayerConfig(tuple(units), new_head, cfg.stage_depths, cfg.name + "-pruned")
-    ref = next(model.parameters())
-    new = CSNet(new_cfg).to(device=ref.device, dtype=ref.dtype)
+    new = CSNet(new_cfg).to(dtype=ref.dtype)
     _copy_backbone(new, work, keeps)
     _copy_head(new, work, tap_keep, fuse_keep, ms_keep, merge_keep)
+    new = new.to(ref.device)
     n_removed = folder.exact + folder.approx + folder.dropped
     return PruneResult(
         new.train(model.training),
