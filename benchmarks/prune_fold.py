@@ -124,8 +124,12 @@ def main() -> None:
 
 
 @torch.no_grad()
-def run(model: torch.nn.Module, xs: list[torch.Tensor]) -> list[np.ndarray]:
-    return [model(x)[0, 0].numpy() for x in xs]
+def run(model: torch.nn.Module, xs: list[torch.Tensor], batch: int = 25) -> list[np.ndarray]:
+    """Eval-mode logits per image (batched: eval mode treats every image alone)."""
+    out = []
+    for i in range(0, len(xs), batch):
+        out.extend(y[0].numpy() for y in model(torch.cat(xs[i : i + batch])))
+    return out
 
 
 def mae(logits: list[np.ndarray], images: list[tuple[np.ndarray, np.ndarray]]) -> float:

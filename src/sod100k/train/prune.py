@@ -138,7 +138,7 @@ class _Folder:
         self, unit: GOctCBR, in_index: Tensor, values: Tensor, exact: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Fold constants on the inputs ``in_index`` (flat) of ``unit``'s gOctConv into
-        its BNs; returns which inputs were folded."""
+        its BNs; returns the masks of the inputs folded exactly and approximately."""
         conv: GOctConv = unit.conv
         exact = exact & ((values == 0) | (conv.kernel_size == 1))
         fold = self.wanted(exact)
