@@ -16,6 +16,6 @@ for img in $(ls ../shared/data/DUTS-TR-2k/images | head -n "$N"); do
 done
 python -m sod100k train --model csf-res2net50 --data "$WORK/subset" --val ../shared/data/ECSSD \
   --val-limit "$V" --out "$WORK/train" --epochs "$EPOCHS" --size "$SIZE" --workers 1 \
-  ${BACKBONE:+--backbone-weights "$BACKBONE"}
+  $(if [ -n "${BACKBONE:-}" ]; then echo --backbone-weights "$BACKBONE"; else echo --from-scratch; fi)
 python benchmarks/plot_loss.py docs/images/train-csf-demo-loss.png "$WORK/train"
 cat "$WORK/train/metrics.csv"

@@ -7,7 +7,7 @@ from sod100k.checkpoints.loading import load_model, save_model
 from sod100k.models.config import unpruned
 from sod100k.models.csnet import CSNet
 from sod100k.models.flops import count_params
-from sod100k.train.prune import prune_model
+from sod100k.train.prune import PruneError, prune_model
 
 
 def kill(norm, mask: torch.Tensor) -> None:
@@ -82,3 +82,93 @@ def test_prune_cli_writes_a_smaller_checkpoint(tmp_path, capsys):
     assert before.split()[2] != after.split()[2]
     assert count_params(load_model(weights=out)) < count_params(load_model(weights=src))
     assert main(["prune", str(src), "--out", str(out)]) == 2  # never overwrites silently
+
+
+def _stride2_next(net: CSNet) -> set[int]:
+    """Blocks whose output feeds a stride-2 (3x3) expand."""
+    return {i - 1 for i in range(1, len(net.blocks())) if net.config.stride_of(i) == 2}
+
+
+def shifted_net(seed: int) -> CSNet:
+    """Dead channels whose BN betas are not zero, placed where folding them is exact:
+    whole backbone channels (all three gammas 0) feeding a 1x1 expand or the head's 1x1
+    fuse, dead multiscale and merge channels; dead fuse channels keep beta 0."""
+    torch.manual_seed(seed)
+    net = randomised_net(seed, p_dead=0.0)
+    skip = _stride2_next(net)
+    with torch.no_grad():
+        for b, block in enumerate(net.blocks()):
+            if b in skip:
+                continue
+            for key, c in enumerate(block.expand.out_channels):
+                dead = torch.rand(c) < 0.4
+                for unit in block.units:
+                    unit.norms[str(key)].weight[dead] = 0.0
+        for ms in net.head.multiscale.values():
+            ms.norm.weight[torch.rand(ms.norm.num_features) < 0.4] = 0.0
+        merge = net.head.merge.norms["0"]
+        merge.weight[torch.rand(merge.num_features) < 0.4] = 0.0
+        for norm in net.head.fuse.norms.values():
+            kill(norm, torch.rand(norm.num_features) < 0.4)
+    return net.eval()
+
+
+def test_exact_folding_keeps_eval_outputs_with_nonzero_betas():
+    net = shifted_net(5)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = net(x)
+        folded = prune_model(net, fold="exact")
+        dropped = prune_model(net, fold="none")
+        torch.testing.assert_close(folded.model.eval()(x), expected, rtol=1e-4, atol=1e-4)
+        assert (dropped.model.eval()(x) - expected).abs().max() > 1e-2
+    assert folded.folded_exact > 0 and folded.folded_approx == 0 and folded.dropped == 0
+    assert dropped.dropped == folded.removed
+
+
+def test_selection_follows_the_expand_gammas_only():
+    torch.manual_seed(0)
+    net = CSNet(unpruned(8)).eval()
+    block = net.blocks()[2]
+    with torch.no_grad():
+        block.dw1.norms["0"].weight[:2] = 0.0  # dead depthwise gammas: channel stays
+        block.dw2.norms["1"].weight[0] = 0.0
+        block.expand.norms["1"].weight[1:3] = 0.0  # dead expand gammas: channel goes
+    result = prune_model(net)
+    assert result.config.units[2].out_channels == (4, 2)
+    assert result.config.units[3].in_channels == (4, 2)
+    dw1 = result.model.blocks()[2].dw1.norms["0"].weight
+    assert torch.equal(dw1[:2], torch.zeros(2))  # kept as zeros, as the reference does
+
+
+def test_a_whole_branch_can_die():
+    net = randomised_net(6, p_dead=0.0)
+    block = net.blocks()[5]
+    for unit in block.units:
+        kill(unit.norms["1"], torch.ones(8, dtype=torch.bool))
+    result = prune_model(net)
+    assert result.config.units[5].out_channels == (8, 0)
+    assert result.config.units[6].in_channels == (8, 0)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(result.model.eval()(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_dead_fuse_branch_drops_its_dilated_block():
+    net = randomised_net(7, p_dead=0.0)
+    kill(net.head.fuse.norms["1"], torch.ones(net.head.fuse.out_channels[1], dtype=torch.bool))
+    result = prune_model(net, fold="exact")
+    assert result.config.head.fuse_channels[1] == 0
+    assert sum(result.config.head.dilation_channels[1]) == 0
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(result.model.eval()(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_dead_unit_is_a_clear_error():
+    net = CSNet(unpruned(4)).eval()
+    with torch.no_grad():
+        for norm in net.blocks()[3].expand.norms.values():
+            norm.weight.zero_()
+    with pytest.raises(PruneError, match=r"unit 3 \(stages.1.2\): all 4 channels"):
+        prune_model(net)

@@ -17,6 +17,7 @@ from sod100k.checkpoints.native import read_checkpoint
 from sod100k.cli import main
 from sod100k.models.config import unpruned
 from sod100k.models.csnet import CSNet
+from sod100k.train.config import build_config
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -104,6 +105,23 @@ def test_finetune_from_a_pruned_checkpoint(tiny_data, tiny_init, tmp_path):
     extra = read_checkpoint(out / "last.pt")["extra"]
     assert tuple(extra["train_config"]["milestones"]) == (50, 100)
     assert extra["train_config"]["dwd"] is False
+
+
+def test_bn_recalibration_changes_only_running_statistics(tiny_data, tiny_init, tmp_path):
+    out = tmp_path / "recal"
+    args = ["finetune", str(tiny_init), "--data", str(tiny_data), "--out", str(out)]
+    args += ["--size", "32", "--batch-size", "4", "--workers", "0", "--bn-recalibrate"]
+    assert main([*args, "--epochs", "1"]) == 0
+    before, after = state(tiny_init), state(out / "last.pt")
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert all(not torch.equal(before[k], after[k]) for k in stats)
+    others = [k for k in before if k not in stats and not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(before[k], after[k]) for k in others)
+
+
+def test_bn_recalibration_runs_the_reference_epochs():
+    cfg = build_config("csnet", {"data": "d", "out": "o", "bn_recalibrate": True}, finetune=True)
+    assert cfg.epochs == 20 and cfg.bn_recalibrate and not cfg.dwd  # FINETUNE.SOLVER
 
 
 def test_two_process_ddp_matches_across_ranks(tiny_data, tiny_init, tmp_path):

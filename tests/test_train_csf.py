@@ -35,7 +35,7 @@ def test_recipe_is_the_reference_one():
     assert (cfg.batch_size, cfg.accumulate, cfg.epochs) == (1, 10, 24)
     assert (cfg.lr, cfg.weight_decay, cfg.betas) == (5e-5, 5e-4, (0.9, 0.999))
     assert (cfg.size, cfg.augment, cfg.loss_reduction) == (0, "flip", "sum")
-    assert cfg.frozen_bn and not cfg.dwd
+    assert cfg.frozen_bn and not cfg.dwd and cfg.reset_optimizer and not cfg.amp
     # The reference lowers the lr once epoch index 15 has ended.
     assert [lr_at(cfg, e) for e in (0, 15, 16, 23)] == pytest.approx([5e-5, 5e-5, 5e-6, 5e-6])
 
@@ -49,7 +49,7 @@ def test_train_csf_at_native_size(tiny_data, tmp_path):
     out = tmp_path / "csf-run"
     args = [
         "train", "--model", "csf-res2net50", "--data", str(tiny_data), "--out", str(out),
-        "--epochs", "1", "--accumulate", "4", "--workers", "0",
+        "--epochs", "1", "--accumulate", "4", "--workers", "0", "--from-scratch",
     ]  # fmt: skip
     assert main(args) == 0
     steps = list(csv.DictReader((out / "steps.csv").open()))
@@ -64,8 +64,53 @@ def test_train_csf_at_native_size(tiny_data, tmp_path):
 
 def test_train_csf_refuses_dynamic_weight_decay(tiny_data, tmp_path, capsys):
     args = ["train", "--model", "csf-res2net50", "--data", str(tiny_data)]
-    assert main([*args, "--out", str(tmp_path / "r"), "--dwd", "--workers", "0"]) == 2
+    args += ["--out", str(tmp_path / "r"), "--dwd", "--workers", "0", "--from-scratch"]
+    assert main(args) == 2
     assert "dynamic weight decay needs a CSNet" in capsys.readouterr().err
+
+
+def test_train_csf_needs_backbone_weights_unless_from_scratch(tiny_data, tmp_path, capsys):
+    args = ["train", "--model", "csf-res2net50", "--data", str(tiny_data)]
+    assert main([*args, "--out", str(tmp_path / "r"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--backbone-weights FILE, or --from-scratch" in err
+
+
+def test_trainable_set_is_the_reference_one(tiny_data, tmp_path):
+    overrides = {"data": str(tiny_data), "out": str(tmp_path / "run"), "from_scratch": True}
+    trainer = Trainer(build_config("csf-res2net50", {**overrides, "model": "csf-res2net50"}))
+    try:
+        model = trainer.model
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert (sum(p.numel() for p in model.parameters()), trainable) == (36_528_489, 33_707_781)
+        backbone = model.backbone
+        assert backbone.conv1[1].weight.requires_grad  # stem BNs and shortcut BNs train
+        assert backbone.layer2[0].downsample[2].weight.requires_grad
+        assert not backbone.layer2[0].downsample[1].weight.requires_grad
+        assert not backbone.layer2[0].bn3.weight.requires_grad
+        optimised = sum(p.numel() for g in trainer.optimizer.param_groups for p in g["params"])
+        assert optimised == trainable
+    finally:
+        trainer.close()
+
+
+def test_a_new_adam_at_the_lr_drop(tiny_data, tmp_path):
+    overrides = {
+        "data": str(tiny_data), "out": str(tmp_path / "run"), "model": "csnet-l-x1",
+        "size": 32, "batch_size": 4, "workers": 0, "milestones": (1,), "dwd": False,
+        "reset_optimizer": True,
+    }  # fmt: skip
+    trainer = Trainer(build_config("csnet", overrides))
+    try:
+        trainer.train_epoch(0)
+        first = trainer.optimizer
+        assert all(s["step"] == 2 for s in first.state.values())
+        trainer.train_epoch(1)
+        assert trainer.optimizer is not first
+        assert all(s["step"] == 2 for s in trainer.optimizer.state.values())
+        assert all(g["lr"] == pytest.approx(1e-5) for g in trainer.optimizer.param_groups)
+    finally:
+        trainer.close()
 
 
 def test_train_loads_backbone_weights(tiny_data, tmp_path):

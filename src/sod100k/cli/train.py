@@ -8,7 +8,7 @@ from pathlib import Path
 from sod100k.cli.common import CLIError, check_device
 from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models import registry
-from sod100k.train.config import build_config
+from sod100k.train.config import GAMMA_WEIGHT_DECAY, build_config
 from sod100k.train.loop import Trainer
 
 
@@ -34,13 +34,41 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
         help="keep every BatchNorm on its running statistics",
     )
     p.add_argument("--backbone-weights", help="ImageNet backbone weights (csf-res2net50)")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        default=None,
+        help="train csf-res2net50 without ImageNet backbone weights",
+    )
+    p.add_argument(
+        "--gamma-weight-decay",
+        choices=GAMMA_WEIGHT_DECAY,
+        help="reference: the dw2 gammas get plain weight decay on top of DWD, as the "
+        "reference train.py; exempt: every DWD gamma is exempt (the evident intent)",
+    )
+    p.add_argument(
+        "--reset-optimizer",
+        action=argparse.BooleanOptionalAction,
+        help="a new Adam (fresh moments) at every lr milestone (CSF reference)",
+    )
+    p.add_argument(
+        "--bn-recalibrate",
+        action="store_true",
+        default=None,
+        help="no parameter update: only BatchNorm running statistics follow the data "
+        "(what the reference finetune.py does in effect; 20 epochs by default)",
+    )
     p.add_argument("--dwd", action=argparse.BooleanOptionalAction, help="dynamic weight decay")
     p.add_argument("--dwd-coefficient", type=float)
     p.add_argument("--dwd-expand", type=float, help="FLOPs expansion factor of DWD")
     p.add_argument("--workers", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (CUDA)")
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision on CUDA (off by default: the reference trains in fp32)",
+    )
     p.add_argument("--val-limit", type=int, help="validate on the first N images only")
 
 
@@ -82,6 +110,10 @@ OPTION_NAMES = [
     "loss_reduction",
     "frozen_bn",
     "backbone_weights",
+    "from_scratch",
+    "gamma_weight_decay",
+    "reset_optimizer",
+    "bn_recalibrate",
 ]
 
 

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from sod100k.data.images import ImageError, list_images, load_mask, load_rgb
+from sod100k.data.images import ImageError, list_images, load_gray, load_rgb
 from sod100k.infer.preprocess import MEAN, STD
 
 log = logging.getLogger(__name__)
 
-#: Largest number of pixels cropped off each side during training (reference: 0..14).
-MAX_CROP = 14
+#: Random crop of the CSNet recipe (reference CSNet_training/utils/prepare_data.py
+#: ``Augment(size_h=15, size_w=15)``): 0..14 px off the top and left, 1..15 px off the
+#: bottom and right.
+CROP_SPAN = 15
 
 #: Training augmentations: the CSNet recipe (crop 0..14 px per side, flip left-right or
 #: up-down with p = 0.5), the CSF/PoolNet recipe (left-right flip with p = 0.5), none.
@@ -83,20 +85,21 @@ def pair_by_stem(root: str | Path) -> list[tuple[Path, Path]]:
 
 
 def _normalise(rgb: np.ndarray) -> torch.Tensor:
-    x = (rgb.astype(np.float32) / 255.0 - MEAN) / STD
+    x = (rgb - MEAN) / STD
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 class SaliencyDataset(Dataset):
-    """Pairs of normalised ``3 x H x W`` images and binary ``1 x H x W`` masks.
+    """Pairs of normalised ``3 x H x W`` images and soft ``1 x H x W`` masks in [0, 1].
 
-    ``augment`` is one of `AUGMENTATIONS` (``"csnet"``: each side loses a random
-    0..14 px, then the pair is flipped with p = 0.5, left-right or up-down, equally
-    likely; ``"flip"``: left-right flip with p = 0.5). The pair is then resized to
-    ``size`` x ``size`` (bilinear image, nearest mask); ``size = 0`` keeps the image's
-    own size. Unreadable pairs (and mismatched image/mask sizes) raise
-    `ImageError` naming the file, or with ``skip_bad`` are logged as a warning and
-    returned as ``None``, which
+    As the reference training code: the mask is the stored gray value / 255 (not
+    binarised), image and mask are scaled to [0, 1] floats first and then resized
+    bilinearly. ``augment`` is one of `AUGMENTATIONS` (``"csnet"``: a random 0..14 px off
+    the top and left and 1..15 px off the bottom and right, then a flip with p = 0.5,
+    left-right or up-down, equally likely; ``"flip"``: left-right flip with p = 0.5). The
+    pair is then resized to ``size`` x ``size``; ``size = 0`` keeps the image's own size.
+    Unreadable pairs (and mismatched image/mask sizes) raise `ImageError` naming the
+    file, or with ``skip_bad`` are logged as a warning and returned as ``None``, which
     [`collate_skipping_bad`][sod100k.data.dataset.collate_skipping_bad] drops from the
     batch.
 
@@ -131,20 +134,20 @@ class SaliencyDataset(Dataset):
             index: Pair index.
 
         Returns:
-            ``(H x W x 3 uint8 image, H x W float32 mask of 0/1)``.
+            ``(H x W x 3 float32 image, H x W float32 soft mask)``, both in [0, 1].
 
         Raises:
             ImageError: A file cannot be decoded, or the mask's size differs from the
                 image's.
         """
         image_path, mask_path = self.pairs[index]
-        rgb, mask = load_rgb(image_path), load_mask(mask_path)
+        rgb, mask = load_rgb(image_path), load_gray(mask_path)
         if rgb.shape[:2] != mask.shape:
             raise ImageError(
                 f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, image is "
                 f"{rgb.shape[1]}x{rgb.shape[0]}"
             )
-        return rgb, mask.astype(np.float32)
+        return rgb.astype(np.float32) / 255.0, mask.astype(np.float32) / 255.0
 
     def _augment(self, rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.augment == "flip":
@@ -152,7 +155,7 @@ class SaliencyDataset(Dataset):
                 rgb, mask = rgb[:, ::-1], mask[:, ::-1]
             return rgb, mask
         h, w = mask.shape
-        top, bottom, left, right = np.random.randint(0, MAX_CROP + 1, size=4)
+        top, bottom, left, right = np.random.randint(0, CROP_SPAN, size=4) + np.array([0, 1, 0, 1])
         if h - top - bottom >= 2 and w - left - right >= 2:
             rgb = rgb[top : h - bottom, left : w - right]
             mask = mask[top : h - bottom, left : w - right]
@@ -175,7 +178,7 @@ class SaliencyDataset(Dataset):
         if self.size:
             size = (self.size, self.size)
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR)
         return _normalise(rgb), torch.from_numpy(mask)[None]
 
 

@@ -124,11 +124,26 @@ class Res2Net50(nn.Module):
         return nn.Sequential(*layers)
 
     def _freeze_bn(self) -> None:
+        """Every BatchNorm on its running statistics, and the reference's frozen set.
+
+        As the reference CSF + Res2Net code: the affine parameters of the stem's last BN
+        (``bn1``) and of every bottleneck's ``bn1``, ``bns`` and ``bn3`` are frozen, and
+        so is the 1x1 conv of each average-pool shortcut (``downsample[1]``); the two
+        BNs inside the deep stem (``conv1[1]``, ``conv1[4]``) and the shortcut BNs
+        (``downsample[2]``) keep trainable affine parameters.
+        """
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
-                for p in m.parameters():
-                    p.requires_grad_(False)
+        frozen: list[nn.Module] = [self.bn1]
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                frozen += [block.bn1, *block.bns, block.bn3]
+                if block.downsample is not None:
+                    frozen.append(block.downsample[1])
+        for m in frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> Res2Net50:
         """Set training mode, keeping frozen BatchNorms in eval mode.
@@ -142,7 +157,9 @@ class Res2Net50(nn.Module):
         super().train(mode)
         # Frozen BN keeps ImageNet statistics even while the rest trains (batch size 1).
         if self.frozen_bn:
-            self._freeze_bn()
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         return self
 
     def forward(self, x: Tensor) -> list[Tensor]:

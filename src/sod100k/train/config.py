@@ -11,6 +11,9 @@ from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models.config import ConfigError
 from sod100k.train.recipes import recipe
 
+#: Which DWD gammas get the plain weight decay too (see :class:`TrainConfig`).
+GAMMA_WEIGHT_DECAY = ("reference", "exempt")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -21,7 +24,16 @@ class TrainConfig:
     recipe), ``"flip"`` (left-right flip only, the CSF recipe) or ``"none"``;
     ``frozen_bn`` keeps every BatchNorm on its running statistics (the reference CSF
     training runs the whole net in eval mode); ``backbone_weights`` names ImageNet
-    weights for a backbone (CSF + Res2Net-50).
+    weights for a backbone (CSF + Res2Net-50), required unless ``from_scratch``.
+
+    ``gamma_weight_decay`` picks which DWD gammas also get the plain weight decay:
+    ``"reference"`` (the reference train.py: only the expand and first depthwise gammas
+    are exempt, the second depthwise gammas get both) or ``"exempt"`` (every gamma under
+    DWD is exempt, the evident intent). ``reset_optimizer`` creates a new Adam (fresh
+    moments) at every lr milestone, as the reference CSF solver. ``amp`` is mixed
+    precision on CUDA (opt-in; the reference trains in fp32). ``bn_recalibrate`` only
+    runs the data through the net in train mode without any parameter update, so only
+    BatchNorm running statistics change (what the reference finetune.py does in effect).
     """
 
     data: str
@@ -44,12 +56,16 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     device: str = "cpu"
-    amp: bool = True
+    amp: bool = False
     val_limit: int | None = None
     augment: str = "csnet"
     loss_reduction: str = "mean"
     frozen_bn: bool = False
     backbone_weights: str | None = None
+    from_scratch: bool = False
+    gamma_weight_decay: str = "reference"
+    reset_optimizer: bool = False
+    bn_recalibrate: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "accumulate", "epochs"):
@@ -64,6 +80,11 @@ class TrainConfig:
             raise ConfigError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
         if self.loss_reduction not in ("mean", "sum"):
             raise ConfigError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
+        if self.gamma_weight_decay not in GAMMA_WEIGHT_DECAY:
+            raise ConfigError(
+                f"gamma_weight_decay must be one of {GAMMA_WEIGHT_DECAY}, "
+                f"got {self.gamma_weight_decay!r}"
+            )
         if self.lr <= 0 or self.weight_decay < 0 or self.dwd_coefficient < 0:
             raise ConfigError("lr must be positive, weight_decay and dwd_coefficient >= 0")
         if self.workers < 0:
@@ -90,7 +111,7 @@ def build_config(
     arch: str, overrides: dict[str, Any], file: str | Path | None = None, finetune: bool = False
 ) -> TrainConfig:
     """Recipe of ``arch`` <- TOML ``file`` <- ``overrides`` (``None`` values are ignored)."""
-    values: dict[str, Any] = recipe(arch, finetune)
+    values: dict[str, Any] = recipe(arch, finetune, bool(overrides.get("bn_recalibrate")))
     if file is not None:
         values.update(read_toml(file))
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -47,6 +47,11 @@ def branch_flop_weights(model: CSNet, expand: float = DEFAULT_EXPAND) -> list[li
     return weights
 
 
+def _at_least_f32(t: Tensor) -> Tensor:
+    """float32 for half-precision (AMP) tensors; float64 stays float64."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 class DynamicWeightDecay:
     """Records per-channel output magnitudes with forward hooks and builds the penalty.
 
@@ -76,7 +81,7 @@ class DynamicWeightDecay:
         if not (torch.is_grad_enabled() and unit.training):
             return
         for key, norm in unit.norms.items():
-            y = outputs[int(key)].detach().float()
+            y = _at_least_f32(outputs[int(key)].detach())
             self._magnitude[id(norm)] = y.mean(dim=(2, 3)).abs().mean(0)
 
     def gammas(self) -> Iterator[nn.Parameter]:
@@ -90,7 +95,7 @@ class DynamicWeightDecay:
             magnitude = self._magnitude.get(id(norm))
             if magnitude is None:
                 continue
-            term = 0.5 * weight * (magnitude * norm.weight.float() ** 2).sum()
+            term = 0.5 * weight * (magnitude * _at_least_f32(norm.weight) ** 2).sum()
             total = term if total is None else total + term
         self._magnitude.clear()
         if total is None:

@@ -88,13 +88,20 @@ class Trainer:
             if self.cfg.init
             else registry.create_model(self.cfg.model)
         )
+        backbone = getattr(model, "backbone", None)
+        pretrainable = hasattr(backbone, "load_pretrained")
         if self.cfg.backbone_weights:
-            backbone = getattr(model, "backbone", None)
-            if not hasattr(backbone, "load_pretrained"):
+            if not pretrainable:
                 raise ConfigError(
                     f"backbone_weights: {registry.arch_of(model)} has no pretrained backbone"
                 )
             backbone.load_pretrained(self.cfg.backbone_weights)
+        elif pretrainable and not self.cfg.init and not self.cfg.from_scratch:
+            raise ConfigError(
+                f"{registry.arch_of(model)} trains from ImageNet backbone weights (the "
+                "reference always loads them): give --backbone-weights FILE, or "
+                "--from-scratch to train without them"
+            )
         return model
 
     def _build_dwd(self) -> DynamicWeightDecay | None:
@@ -115,12 +122,32 @@ class Trainer:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
+    def _no_plain_decay(self) -> set[int]:
+        """Ids of the DWD gammas exempt from plain weight decay.
+
+        ``gamma_weight_decay = "reference"``: as the reference train.py builds its groups
+        (it tests ``'conv3x3_1.bns'`` twice), only the expand and first depthwise gammas;
+        the second depthwise gammas get weight decay on top of DWD. ``"exempt"``: all.
+        """
+        if not self.dwd:
+            return set()
+        if self.cfg.gamma_weight_decay == "exempt":
+            return {id(p) for p in self.dwd.gammas()}
+        return {
+            id(norm.weight)
+            for block in self.model.blocks()
+            for unit in (block.expand, block.dw1)
+            for norm in unit.norms.values()
+        }
+
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        decayed_by_dwd = {id(p) for p in self.dwd.gammas()} if self.dwd else set()
-        plain = [p for p in self.model.parameters() if id(p) not in decayed_by_dwd]
+        """Adam over the trainable parameters, in two weight-decay groups."""
+        exempt = self._no_plain_decay()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        plain = [p for p in trainable if id(p) not in exempt]
         groups: list[dict[str, Any]] = [{"params": plain, "weight_decay": self.cfg.weight_decay}]
-        if decayed_by_dwd:
-            gammas = [p for p in self.model.parameters() if id(p) in decayed_by_dwd]
+        if exempt:
+            gammas = [p for p in trainable if id(p) in exempt]
             groups.append({"params": gammas, "weight_decay": 0.0})
         return torch.optim.Adam(groups, lr=self.cfg.lr, betas=self.cfg.betas)
 
@@ -166,6 +193,9 @@ class Trainer:
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        if self.cfg.reset_optimizer and epoch in self.cfg.milestones:
+            # The reference CSF solver builds a new Adam at its lr drop: moments reset.
+            self.optimizer = self._build_optimizer()
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.cfg, epoch)
         loader = self._loader(epoch)
@@ -180,7 +210,7 @@ class Trainer:
                 x, y = (t.to(self.device, non_blocking=True) for t in batch)
                 with torch.autocast(self.device.type, enabled=self.amp):
                     logits = self.net(x)
-                bce = self._bce(logits.float(), y)
+                bce = self._bce(logits if logits.dtype == torch.float64 else logits.float(), y)
                 penalty = self.dwd.penalty().to(bce.device) if self.dwd else torch.zeros(())
                 loss = bce + penalty
                 self.scaler.scale(loss / self.cfg.accumulate).backward()
@@ -201,6 +231,21 @@ class Trainer:
                 window, window_size = dict.fromkeys(totals, 0.0), 0
             bar.set_postfix(loss=f"{totals['loss'] / max(steps, 1):.4f}")
         return {f"train_{k}": v / max(steps, 1) for k, v in totals.items()}
+
+    @torch.no_grad()
+    def recalibrate_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the data in train mode with no parameter update: only the
+        BatchNorm running statistics change (``bn_recalibrate``)."""
+        self._set_train_mode()
+        total, steps = 0.0, 0
+        bar = tqdm(self._loader(epoch), desc=f"recalibrate {epoch + 1}", leave=False)
+        for batch in bar:
+            if batch is None:
+                continue
+            x, y = (t.to(self.device) for t in batch)
+            total += float(self._bce(self.net(x).float(), y))
+            steps += 1
+        return {"train_loss": total / max(steps, 1), "train_bce": total / max(steps, 1)}
 
     def _bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """BCE-with-logits: the pixel mean, or (``loss_reduction = "sum"``, the reference
@@ -264,8 +309,11 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.metrics.truncate_after(self.start_epoch)
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            values = self.train_epoch(epoch)
-            values["lr"] = lr_at(self.cfg, epoch)
+            if self.cfg.bn_recalibrate:
+                values = self.recalibrate_epoch(epoch)
+            else:
+                values = self.train_epoch(epoch)
+                values["lr"] = lr_at(self.cfg, epoch)
             if self.is_main:
                 values.update(self.validate())
                 self.metrics.write(epoch + 1, values)
