@@ -10,6 +10,7 @@ from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models import registry
 from sod100k.train.config import build_config
 from sod100k.train.loop import Trainer
+from sod100k.train.step import LAYOUTS
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +43,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (CUDA)")
     p.add_argument("--val-limit", type=int, help="validate on the first N images only")
+    p.add_argument(
+        "--memory-format",
+        choices=LAYOUTS,
+        help="tensor layout of the step (auto: channels_last on CPU, faster convolutions)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the step's loss (compiles for minutes first; long runs only)",
+    )
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -82,6 +93,8 @@ OPTION_NAMES = [
     "loss_reduction",
     "frozen_bn",
     "backbone_weights",
+    "memory_format",
+    "compile",
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models.config import ConfigError
 from sod100k.train.recipes import recipe
+from sod100k.train.step import LAYOUTS
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,9 @@ class TrainConfig:
     recipe), ``"flip"`` (left-right flip only, the CSF recipe) or ``"none"``;
     ``frozen_bn`` keeps every BatchNorm on its running statistics (the reference CSF
     training runs the whole net in eval mode); ``backbone_weights`` names ImageNet
-    weights for a backbone (CSF + Res2Net-50).
+    weights for a backbone (CSF + Res2Net-50); ``memory_format`` is ``"auto"`` (NHWC on
+    CPU, where oneDNN convolutions run faster in it), ``"channels_last"`` or
+    ``"contiguous"``; ``compile`` builds the step's loss with ``torch.compile``.
     """
 
     data: str
@@ -50,6 +53,8 @@ class TrainConfig:
     loss_reduction: str = "mean"
     frozen_bn: bool = False
     backbone_weights: str | None = None
+    memory_format: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "accumulate", "epochs"):
@@ -66,6 +71,8 @@ class TrainConfig:
             raise ConfigError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.dwd_coefficient < 0:
             raise ConfigError("lr must be positive, weight_decay and dwd_coefficient >= 0")
+        if self.memory_format not in LAYOUTS:
+            raise ConfigError(f"memory_format must be one of {LAYOUTS}, got {self.memory_format!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 

@@ -76,7 +76,8 @@ class DynamicWeightDecay:
         if not (torch.is_grad_enabled() and unit.training):
             return
         for key, norm in unit.norms.items():
-            y = outputs[int(key)].detach().float()
+            y = outputs[int(key)].detach()
+            y = y.to(torch.promote_types(y.dtype, torch.float32))  # fp16 -> fp32, f64 stays
             self._magnitude[id(norm)] = y.mean(dim=(2, 3)).abs().mean(0)
 
     def gammas(self) -> Iterator[nn.Parameter]:
@@ -90,7 +91,8 @@ class DynamicWeightDecay:
             magnitude = self._magnitude.get(id(norm))
             if magnitude is None:
                 continue
-            term = 0.5 * weight * (magnitude * norm.weight.float() ** 2).sum()
+            gamma = norm.weight.to(torch.promote_types(norm.weight.dtype, torch.float32))
+            term = 0.5 * weight * (magnitude * gamma**2).sum()
             total = term if total is None else total + term
         self._magnitude.clear()
         if total is None:
