@@ -100,6 +100,7 @@ def test_layout_choice() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # compiling forward + backward takes minutes on a small CPU
 def test_compiled_step_equals_eager_step_in_float64() -> None:
     model, x, y = _net_and_batch()
     fast = copy.deepcopy(model)
