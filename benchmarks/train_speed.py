@@ -229,12 +229,8 @@ def main() -> None:
             f"| {r['median_cpu_s']:.2f} | {base['median_cpu_s'] / r['median_cpu_s']:.2f}x |"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"args": vars(args) | {"reference": str(args.reference)}, "results": results},
-                indent=1,
-            )
-        )
+        payload = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+        args.json.write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":
