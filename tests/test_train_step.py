@@ -43,6 +43,7 @@ def _step(model, x, y, steps: int = 2, **kwargs):
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest difference relative to the largest magnitude (norm-wise, not per entry:
     entries near zero carry the cancellation noise of their sums)."""
+    a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / a.abs().max().clamp_min(1e-300))
 
 
