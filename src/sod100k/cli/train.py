@@ -10,6 +10,7 @@ from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models import registry
 from sod100k.train.config import GAMMA_WEIGHT_DECAY, build_config
 from sod100k.train.loop import Trainer
+from sod100k.train.step import LAYOUTS
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -70,6 +71,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
         help="mixed precision on CUDA (off by default: the reference trains in fp32)",
     )
     p.add_argument("--val-limit", type=int, help="validate on the first N images only")
+    p.add_argument(
+        "--memory-format",
+        choices=LAYOUTS,
+        help="tensor layout of the step (auto: channels_last on CPU, faster convolutions)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the step's loss (compiles for minutes first; long runs only)",
+    )
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -114,6 +125,8 @@ OPTION_NAMES = [
     "gamma_weight_decay",
     "reset_optimizer",
     "bn_recalibrate",
+    "memory_format",
+    "compile",
 ]
 
 

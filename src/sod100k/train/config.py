@@ -10,6 +10,7 @@ from typing import Any
 from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models.config import ConfigError
 from sod100k.train.recipes import recipe
+from sod100k.train.step import LAYOUTS
 
 #: Which DWD gammas get the plain weight decay too (see :class:`TrainConfig`).
 GAMMA_WEIGHT_DECAY = ("reference", "exempt")
@@ -34,6 +35,10 @@ class TrainConfig:
     precision on CUDA (opt-in; the reference trains in fp32). ``bn_recalibrate`` only
     runs the data through the net in train mode without any parameter update, so only
     BatchNorm running statistics change (what the reference finetune.py does in effect).
+
+    ``memory_format`` is ``"auto"`` (NHWC on CPU, where oneDNN convolutions run faster
+    in it), ``"channels_last"`` or ``"contiguous"``; ``compile`` builds the step's loss
+    with ``torch.compile``.
     """
 
     data: str
@@ -66,6 +71,8 @@ class TrainConfig:
     gamma_weight_decay: str = "reference"
     reset_optimizer: bool = False
     bn_recalibrate: bool = False
+    memory_format: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "accumulate", "epochs"):
@@ -87,6 +94,8 @@ class TrainConfig:
             )
         if self.lr <= 0 or self.weight_decay < 0 or self.dwd_coefficient < 0:
             raise ConfigError("lr must be positive, weight_decay and dwd_coefficient >= 0")
+        if self.memory_format not in LAYOUTS:
+            raise ConfigError(f"memory_format must be one of {LAYOUTS}, got {self.memory_format!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 

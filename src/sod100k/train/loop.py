@@ -18,7 +18,6 @@ import numpy as np
 import py_sod_metrics
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
@@ -33,6 +32,7 @@ from sod100k.models.csnet import CSNet
 from sod100k.train.config import TrainConfig
 from sod100k.train.dwd import DynamicWeightDecay
 from sod100k.train.metrics_log import MetricsLog
+from sod100k.train.step import StepLoss, bce_loss, use_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class Trainer:
         self.amp = cfg.amp and self.device.type == "cuda"
         torch.manual_seed(cfg.seed)
         self.model = self._build_model().to(self.device)
+        self.channels_last = use_channels_last(cfg.memory_format, self.device)
+        if self.channels_last:  # before DDP wraps the parameters
+            self.model.to(memory_format=torch.channels_last)
         self._set_train_mode()
         self.dwd = self._build_dwd()
         self.optimizer = self._build_optimizer()
@@ -74,6 +77,14 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.step_loss = StepLoss(
+            self.net,
+            self.dwd,
+            cfg.loss_reduction,
+            channels_last=self.channels_last,
+            compile=cfg.compile,
+            autocast=self.device.type if self.amp else None,
+        )
         self.train_set = SaliencyDataset(cfg.data, cfg.size, augment=cfg.augment, skip_bad=True)
         self.val_set = self._val_set()
         self.metrics = MetricsLog(self.run_dir) if self.is_main else None
@@ -208,11 +219,7 @@ class Trainer:
         for i, batch in enumerate(bar):
             if batch is not None:  # None: every pair of this batch was unreadable (logged)
                 x, y = (t.to(self.device, non_blocking=True) for t in batch)
-                with torch.autocast(self.device.type, enabled=self.amp):
-                    logits = self.net(x)
-                bce = self._bce(logits if logits.dtype == torch.float64 else logits.float(), y)
-                penalty = self.dwd.penalty().to(bce.device) if self.dwd else torch.zeros(())
-                loss = bce + penalty
+                loss, bce, penalty = self.step_loss(x, y)
                 self.scaler.scale(loss / self.cfg.accumulate).backward()
                 values = {"loss": loss.item(), "bce": bce.item(), "dwd": penalty.item()}
                 for key, value in values.items():
@@ -243,16 +250,9 @@ class Trainer:
             if batch is None:
                 continue
             x, y = (t.to(self.device) for t in batch)
-            total += float(self._bce(self.net(x).float(), y))
+            total += float(bce_loss(self.net(x).float(), y, self.cfg.loss_reduction))
             steps += 1
         return {"train_loss": total / max(steps, 1), "train_bce": total / max(steps, 1)}
-
-    def _bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """BCE-with-logits: the pixel mean, or (``loss_reduction = "sum"``, the reference
-        CSF recipe) the pixel sum averaged over the batch."""
-        if self.cfg.loss_reduction == "sum":
-            return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(logits)
-        return F.binary_cross_entropy_with_logits(logits, target)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
