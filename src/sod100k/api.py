@@ -52,15 +52,28 @@ def get_predictor(
     size: int = DEFAULT_SIZE,
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
+    calibration: str | None = None,
 ) -> Predictor:
     """A cached :class:`Predictor` (the model is loaded once per argument set).
 
     ``backend`` is ``auto`` (OpenVINO on CPU, torch on CUDA), ``torch``, ``torch-fused``,
     ``onnx`` (ONNX Runtime, CPU) or ``openvino`` (CPU); with the last two ``weights`` may
-    be an ``.onnx`` file. ``threads`` sets the CPU threads it uses.
+    be an ``.onnx`` file. ``threads`` sets the CPU threads it uses. ``precision``
+    (``fp32``, ``bf16`` or ``int8``, OpenVINO only; ``int8`` calibrates on the images of
+    the ``calibration`` folder) trades accuracy for speed: see docs/guide/backends.md.
     """
     path = weights if weights is not None else str(default_weights(model))
-    return Predictor(make_backend(backend, model, path, device=device, threads=threads), size)
+    net = make_backend(
+        backend,
+        model,
+        path,
+        device=device,
+        threads=threads,
+        precision=precision,
+        calibration=calibration,
+    )
+    return Predictor(net, size)
 
 
 def saliency(
@@ -71,14 +84,19 @@ def saliency(
     device: str = "cpu",
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
 ) -> np.ndarray:
     """Saliency map of ``image`` (path, bytes, PIL image or array) as ``H x W`` uint8.
 
     The map has the image's original size and follows the reference test protocol;
-    ``backend`` and ``threads`` as in :func:`get_predictor`.
+    ``backend``, ``threads``, ``precision`` and ``calibration`` as in
+    :func:`get_predictor`.
     """
     weights_arg = None if weights is None else str(weights)
-    return get_predictor(model, weights_arg, device, size, backend, threads)(image)
+    calib = None if calibration is None else str(calibration)
+    predictor = get_predictor(model, weights_arg, device, size, backend, threads, precision, calib)
+    return predictor(image)
 
 
 predict = saliency

@@ -84,7 +84,14 @@ def run(args: argparse.Namespace) -> int:
     if jobs:
         try:
             backend = make_backend(
-                args.backend, model, weights, args.device, args.threads, args.streams
+                args.backend,
+                model,
+                weights,
+                args.device,
+                args.threads,
+                args.streams,
+                args.precision,
+                args.calibration,
             )
         except ValueError as e:
             raise CLIError(str(e)) from e

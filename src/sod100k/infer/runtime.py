@@ -14,6 +14,11 @@ from sod100k.infer.backends import Backend, OnnxBackend, OpenVinoBackend, TorchB
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "torch-fused", "onnx", "openvino")
+#: Precisions offered to users (``int8`` only where it met the accuracy bar; see
+#: docs/guide/backends.md). ``fp32`` is the default and matches torch within 1e-4.
+PRECISIONS = ("fp32", "bf16", "int8")
+#: Calibration images NNCF reads for ``int8`` (the accuracy table used this many).
+INT8_CALIBRATION_COUNT = 100
 
 
 def resolve_backend(name: str, device: str = "cpu") -> str:
@@ -33,6 +38,8 @@ def make_backend(
     device: str = "cpu",
     threads: int | None = None,
     streams: int = 1,
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
 ) -> Backend:
     """A backend called ``name`` for the given model/weights.
 
@@ -45,9 +52,20 @@ def make_backend(
 
     ``threads`` sets torch's intra-op threads (torch backends, process-wide) or the ONNX
     Runtime / OpenVINO thread pool; ``streams`` is how many batches OpenVINO may run at
-    once (the other backends ignore it).
+    once (the other backends ignore it). ``precision`` other than ``fp32`` needs the
+    OpenVINO backend: ``bf16`` (CPUs with bf16 support; others run fp32) or ``int8``
+    (quantised at start-up with NNCF on the images of the ``calibration`` folder).
+
+    Raises:
+        ValueError: unknown backend or precision, or a precision the backend lacks.
     """
     name = resolve_backend(name, device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "fp32" and name != "openvino":
+        raise ValueError(f"--precision {precision} needs the openvino backend, not {name}")
+    if precision == "int8" and calibration is None:
+        raise ValueError("--precision int8 needs --calibration DIR (training images)")
     if name in ("torch", "torch-fused"):
         if threads:
             torch.set_num_threads(threads)
@@ -75,5 +93,12 @@ def make_backend(
             graph = export_bytes(load_model(model, weights))
         if name == "onnx":
             return OnnxBackend(graph, threads)
-        return OpenVinoBackend(graph, threads, streams)
+        if precision != "int8":
+            return OpenVinoBackend(graph, threads, streams, precision)
+        from sod100k.infer.int8 import calibration_batches, quantize_openvino
+
+        fp32 = OpenVinoBackend(graph).model
+        log.info("quantising to int8 on the images of %s", calibration)
+        int8 = quantize_openvino(fp32, calibration_batches(calibration, INT8_CALIBRATION_COUNT))
+        return OpenVinoBackend(int8, threads, streams, "int8")
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
