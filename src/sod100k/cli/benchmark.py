@@ -103,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
             args.device,
             args.threads,
             precision=args.precision,
-            calibration=args.calibration,
         )
     except ValueError as e:
         raise CLIError(str(e)) from e

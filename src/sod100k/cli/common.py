@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sod100k.infer.predictor import DEFAULT_SIZE
-from sod100k.infer.runtime import BACKENDS, PRECISIONS
+from sod100k.infer.runtime import BACKENDS, CLI_PRECISIONS
 
 
 class CLIError(Exception):
@@ -60,19 +60,13 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_precision_args(g: argparse._ActionsContainer) -> None:
-    """``--precision`` and ``--calibration`` (OpenVINO backend only)."""
+    """``--precision`` (OpenVINO backend only)."""
     g.add_argument(
         "--precision",
         default="fp32",
-        choices=PRECISIONS,
-        help="OpenVINO precision: fp32 (default, same maps as torch), bf16 (CPUs with bf16 "
-        "only) or int8 (NNCF-quantised at start-up on --calibration images); see the "
-        "backends guide for what each costs in accuracy",
-    )
-    g.add_argument(
-        "--calibration",
-        default=None,
-        help="folder of training images to calibrate --precision int8 on (e.g. DUTS-TR)",
+        choices=CLI_PRECISIONS,
+        help="OpenVINO precision: fp32 (default, same maps as torch) or bf16 (CPUs with "
+        "AVX512-BF16/AMX; others run fp32); see the backends guide",
     )
 
 

@@ -91,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
                 args.threads,
                 args.streams,
                 args.precision,
-                args.calibration,
             )
         except ValueError as e:
             raise CLIError(str(e)) from e

@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
             threads=1,
             streams=args.workers,
             precision=args.precision,
-            calibration=args.calibration,
         )
     except ValueError as e:
         raise CLIError(str(e)) from e
