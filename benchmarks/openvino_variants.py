@@ -3,9 +3,13 @@
 For one checkpoint at one input size, times (median ms/image after warm-up):
 
 * the fused graph with merged convs + channel split vs one conv per branch pair
-  (``fuse_csnet(merge_convs=...)``), in ONNX Runtime and in OpenVINO;
+  (``fuse_csnet(merge_convs=...)``) in OpenVINO (ONNX Runtime is left to speed.py,
+  which runs it in a process of its own: its spinning threads would slow OpenVINO here);
 * OpenVINO at fp32 and bf16 (with the largest logit difference bf16 causes);
-* OpenVINO options (denormal flushing, CPU pinning);
+* OpenVINO options (latency hint, denormal flushing, CPU pinning, core type), timed in
+  interleaved rounds (every setting once per round, ``--rounds`` rounds) so that a
+  change of machine load hits all of them alike; the table gives the median and the
+  best round;
 
 and, with ``--profile``, OpenVINO's per-node-type time for the shipped setting. Run from
 the repository root:
@@ -24,15 +28,25 @@ import numpy as np
 import openvino as ov
 import torch
 
+from isolated import median_ms as _median_ms  # benchmarks/isolated.py, beside this script
 from sod100k.checkpoints.loading import load_model
-from sod100k.infer.backends import OnnxBackend
 from sod100k.infer.onnx_export import export_bytes
 from sod100k.utils.files import atomic_write_bytes
-from speed import median_ms_per_image  # benchmarks/speed.py, beside this script
 
 
 def median_ms(run, warmup: int = 10, runs: int = 40) -> float:
-    return median_ms_per_image(run, 1, warmup, runs)
+    return _median_ms(run, warmup, runs)
+
+
+def interleaved(runs: dict, rounds: int, per_round: int = 10) -> dict[str, tuple[float, float]]:
+    """``name -> (median, best)`` of per-round median ms, all settings once per round."""
+    for run in runs.values():
+        median_ms(run, warmup=5, runs=1)
+    per: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            per[name].append(median_ms(run, warmup=0, runs=per_round))
+    return {name: (float(np.median(v)), min(v)) for name, v in per.items()}
 
 
 def openvino_request(path: Path, shape: list[int], config: dict):
@@ -47,6 +61,7 @@ def main() -> None:
     p.add_argument("--weights", type=Path, default=Path("../shared/weights/csnet-L-x2"))
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the settings")
     p.add_argument("--profile", action="store_true", help="per-node-type OpenVINO profile")
     args = p.parse_args()
     model = load_model(weights=args.weights)
@@ -56,27 +71,42 @@ def main() -> None:
     base = {"INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1}
     fp32 = {**base, "INFERENCE_PRECISION_HINT": "f32"}
     print(f"{args.weights.name}, {args.size}x{args.size}, batch 1, {args.threads} threads")
-    print("| graph | runtime | setting | ms/image | max abs logit diff vs torch |")
+    print(
+        "| graph | runtime | setting | ms/image, median (best) of rounds | "
+        "max abs logit diff vs torch |"
+    )
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for merge in (True, False):
             graph = "merged + split" if merge else "pairwise convs"
             path = Path(tmp) / f"m{int(merge)}.onnx"
             atomic_write_bytes(path, export_bytes(model, sample_size=args.size, merge_convs=merge))
-            ort = OnnxBackend(path, args.threads)
-            diff = np.abs(ort(x) - reference).max()
-            ms = median_ms(lambda o=ort: o(x))
-            print(f"| {graph} | onnxruntime | fp32 | {ms:.1f} | {diff:.1e} |")
             settings = {"fp32": fp32, "bf16": {**base, "INFERENCE_PRECISION_HINT": "bf16"}}
             if not merge:
-                settings["fp32 + denormals flushed"] = {**fp32, "CPU_DENORMALS_OPTIMIZATION": True}
-                settings["fp32 + CPU pinning"] = {**fp32, "ENABLE_CPU_PINNING": True}
+                settings.update(
+                    {
+                        "fp32 + LATENCY hint": {**fp32, "PERFORMANCE_HINT": "LATENCY"},
+                        "fp32 + denormals flushed": {**fp32, "CPU_DENORMALS_OPTIMIZATION": True},
+                        "fp32 + CPU pinning": {**fp32, "ENABLE_CPU_PINNING": True},
+                        "fp32 + pinning + denormals": {
+                            **fp32,
+                            "ENABLE_CPU_PINNING": True,
+                            "CPU_DENORMALS_OPTIMIZATION": True,
+                        },
+                        "fp32 + core type ANY": {**fp32, "SCHEDULING_CORE_TYPE": "ANY_CORE"},
+                    }
+                )
+            runs, diffs = {}, {}
             for name, config in settings.items():
                 req = openvino_request(path, list(x.shape), config)
                 out = np.array(req.infer({0: x})[0])[:, 0]
-                ms = median_ms(lambda r=req: r.infer({0: x}))
-                diff = np.abs(out - reference).max()
-                print(f"| {graph} | openvino | {name} | {ms:.1f} | {diff:.1e} |")
+                diffs[name] = np.abs(out - reference).max()
+                runs[name] = lambda r=req: r.infer({0: x})
+            for name, (ms, best) in interleaved(runs, args.rounds).items():
+                print(
+                    f"| {graph} | openvino | {name} | {ms:.1f} (best {best:.1f}) | "
+                    f"{diffs[name]:.1e} |"
+                )
         if args.profile:
             req = openvino_request(path, list(x.shape), {**fp32, "PERF_COUNT": True})
             median_ms(lambda: req.infer({0: x}))

@@ -2,13 +2,18 @@
 
 Reports the median milliseconds per image (after warm-up) for the released x1 and x2
 checkpoints, at 224 and 384 pixels, batch 1 and 16, 1 and 2 threads, and writes
-``speed.json`` and ``speed.md`` to ``--out``. Run from the repository root:
+``speed.json`` and ``speed.md`` to ``--out``. Each runtime (one column of one model) runs
+in a fresh process (benchmarks/isolated.py): ONNX Runtime's spinning idle threads would
+otherwise slow whatever is timed after it. Run from the repository root:
 
     PYTHONPATH=src python benchmarks/speed.py --weights ../shared/weights \\
         --calibration ../shared/data/DUTS-TR-2k/images --out benchmarks/results
 
-torch.compile (inductor) compiles once per input shape, which costs minutes on a small
-machine, so it is measured at 224, batch 1 only (``--compile-all`` measures every cell).
+``openvino-int8`` is the NNCF-quantised graph (calibrated on ``--calibration``; speed does
+not depend on how many images, accuracy does: see benchmarks/int8_openvino.py);
+``openvino-bf16`` is measured only on CPUs with bf16 support. torch.compile (inductor)
+compiles once per input shape, which costs minutes on a small machine, so it is measured
+at 224, batch 1 only (``--compile-all`` measures every cell).
 """
 
 from __future__ import annotations
@@ -19,114 +24,152 @@ import json
 import logging
 import platform
 import shlex
-import statistics
+import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
-import openvino
-import torch
 
-from sod100k.checkpoints.loading import load_model
-from sod100k.data.images import list_images, load_rgb
-from sod100k.infer.backends import OnnxBackend, OpenVinoBackend
-from sod100k.infer.fused import fuse_csnet
-from sod100k.infer.onnx_export import export_onnx, quantize_int8
-from sod100k.infer.preprocess import preprocess
+from isolated import emit, median_ms, run_cell, worker_cell
 
 log = logging.getLogger("speed")
 
-VARIANTS = ("eager", "fused", "compile", "onnx-fp32", "onnx-int8", "openvino-fp32")
+SCRIPT = Path(__file__).resolve()
+VARIANTS = (
+    "eager",
+    "fused",
+    "compile",
+    "onnx-fp32",
+    "openvino-fp32",
+    "openvino-int8",
+    "openvino-bf16",
+)
 MODELS = {"x1": "csnet-L-x1", "x2": "csnet-L-x2"}
 
 
 def median_ms_per_image(run: Callable[[], object], batch: int, warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times) / batch
+    return median_ms(run, warmup, runs, per=batch)
 
 
-def torch_runner(model: torch.nn.Module, x: np.ndarray) -> Callable[[], object]:
-    xt = torch.from_numpy(x)
+def make_runner(cell: dict) -> Callable[[np.ndarray, int], Callable[[], object]] | None:
+    """``runner(x, threads)`` for the cell's variant (None: not available here)."""
+    import torch
 
-    def run() -> object:
-        with torch.inference_mode():
-            return model(xt)
+    from sod100k.checkpoints.loading import load_model
+    from sod100k.infer.backends import OnnxBackend, OpenVinoBackend
+    from sod100k.infer.fused import fuse_csnet
+    from sod100k.infer.onnx_export import export_bytes
 
-    return run
+    variant = cell["variant"]
+    eager = load_model(weights=Path(cell["weights"]) / MODELS[cell["model"]])
+    if variant in ("eager", "fused", "compile"):
+        net = eager if variant == "eager" else fuse_csnet(eager)
+        if variant == "compile":
+            net = torch.compile(net, dynamic=False)
+
+        def torch_runner(x: np.ndarray, threads: int) -> Callable[[], object]:
+            torch.set_num_threads(threads)
+            xt = torch.from_numpy(x)
+
+            def run() -> object:
+                with torch.inference_mode():
+                    return net(xt)
+
+            return run
+
+        return torch_runner
+    graph = export_bytes(eager)
+    if variant == "onnx-fp32":
+        return lambda x, threads: _bound(OnnxBackend(graph, threads), x)
+    import openvino as ov
+
+    core = ov.Core()
+    if variant == "openvino-bf16" and "BF16" not in core.get_property(
+        "CPU", "OPTIMIZATION_CAPABILITIES"
+    ):
+        return None
+    model = OpenVinoBackend(graph).model
+    precision = variant.split("-")[1]
+    if precision == "int8":
+        from sod100k.infer.int8 import calibration_batches, quantize_openvino
+
+        calib = calibration_batches(cell["calibration"], cell["calibration_count"])
+        model = quantize_openvino(model, calib)
+    return lambda x, threads: _bound(OpenVinoBackend(model, threads, precision=precision), x)
 
 
-def onnx_runner(model: Path, threads: int, x: np.ndarray) -> Callable[[], object]:
-    backend = OnnxBackend(model, threads)
+def _bound(backend: Callable[[np.ndarray], object], x: np.ndarray) -> Callable[[], object]:
     return lambda: backend(x)
 
 
-def openvino_runner(model: Path, threads: int, x: np.ndarray) -> Callable[[], object]:
-    backend = OpenVinoBackend(model, threads)
-    return lambda: backend(x)
+def variant_cell(cell: dict) -> dict:
+    """Times of one variant of one model over every size, batch and thread count."""
+    runner = make_runner(cell)
+    times = {}
+    if runner is None:
+        return {"times": times}
+    for size in cell["sizes"]:
+        for batch in cell["batches"]:
+            if cell["variant"] == "compile" and not (
+                cell["compile_all"] or (size == 224 and batch == 1)
+            ):
+                continue
+            x = np.random.default_rng(0).standard_normal((batch, 3, size, size), np.float32)
+            runs = cell["runs"] if batch == 1 else max(2, cell["runs"] // 2)
+            warmup = cell["warmup"] + (2 if cell["variant"] == "compile" else 0)
+            for threads in cell["threads"]:
+                run = runner(x, threads)
+                ms = median_ms_per_image(run, batch, warmup, runs)
+                times[f"{size}:{batch}:{threads}"] = ms
+    return {"times": times}
 
 
-def calibration_inputs(folder: Path, count: int) -> list[np.ndarray]:
-    return [preprocess(load_rgb(p), 224)[None] for p in list_images(folder)[:count]]
-
-
-def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
-    eager = load_model(weights=args.weights / MODELS[name])
-    fused = fuse_csnet(eager)
-    fp32 = export_onnx(eager, tmp / f"{name}.onnx")
-    int8 = quantize_int8(
-        fp32,
-        tmp / f"{name}-int8.onnx",
-        calibration_inputs(args.calibration, args.calibration_count),
-    )
-    compiled = torch.compile(fused, dynamic=False)
+def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
+    cells: dict[str, dict] = {}
+    for variant in args.variants:
+        cell = {
+            "model": name,
+            "variant": variant,
+            "weights": str(args.weights.resolve()),
+            "calibration": str(args.calibration.resolve()),
+            "calibration_count": args.calibration_count,
+            "sizes": args.sizes,
+            "batches": args.batches,
+            "threads": args.threads,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "compile_all": args.compile_all,
+        }
+        cells[variant] = run_cell(SCRIPT, cell)["times"]
+        log.info("%s %s: %s", name, variant, cells[variant])
     rows = []
     for size in args.sizes:
         for batch in args.batches:
-            x = np.random.default_rng(0).standard_normal((batch, 3, size, size), np.float32)
-            runs = args.runs if batch == 1 else max(2, args.runs // 2)
             for threads in args.threads:
-                torch.set_num_threads(threads)
                 row = {"model": name, "size": size, "batch": batch, "threads": threads}
-                runners: dict[str, Callable[[], object]] = {
-                    "eager": torch_runner(eager, x),
-                    "fused": torch_runner(fused, x),
-                    "onnx-fp32": onnx_runner(fp32, threads, x),
-                    "onnx-int8": onnx_runner(int8, threads, x),
-                    "openvino-fp32": openvino_runner(fp32, threads, x),
-                }
-                if args.compile_all or (size == 224 and batch == 1):
-                    runners["compile"] = torch_runner(compiled, x)
-                for variant in VARIANTS:
-                    if variant in runners:
-                        warmup = args.warmup + (2 if variant == "compile" else 0)
-                        row[variant] = median_ms_per_image(runners[variant], batch, warmup, runs)
-                log.info("%s", row)
+                key = f"{size}:{batch}:{threads}"
+                for variant, times in cells.items():
+                    if key in times:
+                        row[variant] = times[key]
                 rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = "| model | size | batch | threads | " + " | ".join(VARIANTS) + " |"
+    variants = [v for v in VARIANTS if any(v in r for r in rows)]
+    head = "| model | size | batch | threads | " + " | ".join(variants) + " |"
     lines = [
-        f"Median ms/image after warm-up. {meta['machine']}; torch {meta['torch']}, "
+        f"Median ms/image after warm-up, each runtime in its own process. "
+        f"{meta['machine']}; torch {meta['torch']}, "
         f"onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}; {meta['date']}.",
         f"Command: `{meta['command']}`",
         "",
         head,
-        "|" + "---|" * (4 + len(VARIANTS)),
+        "|" + "---|" * (4 + len(variants)),
     ]
     for r in rows:
-        cells = [f"{r[v]:.1f}" if v in r else "–" for v in VARIANTS]
+        cells = [f"{r[v]:.1f}" if v in r else "–" for v in variants]
         lines.append(
             f"| {r['model']} | {r['size']} | {r['batch']} | {r['threads']} | "
             + " | ".join(cells)
@@ -135,7 +178,22 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def versions() -> dict[str, str]:
+    """Library versions, read in a child process (the parent imports no runtime)."""
+    code = (
+        "import json, torch, onnxruntime, openvino; print(json.dumps({'torch': "
+        "torch.__version__, 'onnxruntime': onnxruntime.__version__, "
+        "'openvino': openvino.__version__.split('-')[0]}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    cell = worker_cell(sys.argv)
+    if cell is not None:
+        emit(variant_cell(cell))
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--weights",
@@ -147,7 +205,7 @@ def main() -> None:
         "--calibration",
         type=Path,
         default=Path("../shared/data/DUTS-TR-2k/images"),
-        help="images for static int8 calibration",
+        help="images for int8 calibration (training images, never test images)",
     )
     p.add_argument("--calibration-count", type=int, default=32)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -155,6 +213,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", type=int, default=[224, 384])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--runs", type=int, default=5, help="timed runs (halved for batch > 1)")
     p.add_argument(
@@ -171,14 +230,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     meta = {
         "machine": args.machine,
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "openvino": openvino.__version__,
+        **versions(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "PYTHONPATH=src python benchmarks/speed.py " + shlex.join(sys.argv[1:]),
     }
-    with tempfile.TemporaryDirectory(prefix="sod100k-speed-") as tmp:
-        rows = [r for name in args.models for r in bench_model(name, args, Path(tmp))]
+    rows = [r for name in args.models for r in bench_model(name, args)]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (args.out / "speed.md").write_text(markdown(rows, meta))

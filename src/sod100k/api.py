@@ -72,6 +72,8 @@ def get_predictor(
     size: int = DEFAULT_SIZE,
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
+    calibration: str | None = None,
 ) -> Predictor:
     """A cached predictor: the model is loaded once per argument set.
 
@@ -85,6 +87,11 @@ def get_predictor(
         backend: ``"auto"`` (OpenVINO on CPU, torch on CUDA), ``"torch"``,
             ``"torch-fused"``, ``"onnx"`` (ONNX Runtime, CPU) or ``"openvino"`` (CPU).
         threads: CPU threads the backend may use; ``None`` leaves the runtime's default.
+        precision: ``"fp32"`` (default, the same maps as torch) or, with OpenVINO,
+            ``"bf16"`` (CPUs with bf16 arithmetic) or ``"int8"`` (NNCF post-training
+            quantisation on the images of ``calibration``; below the accuracy bar on
+            ECSSD, see the backends guide). Trades accuracy for speed.
+        calibration: Folder of training images for ``precision="int8"``.
 
     Returns:
         A [`Predictor`][sod100k.infer.predictor.Predictor]: call it with an image to get
@@ -94,10 +101,20 @@ def get_predictor(
         FileNotFoundError: No weights were given and none are at the default place.
         sod100k.checkpoints.CheckpointError: The weights cannot be read or do not fit
             ``model``.
-        ValueError: Unknown model or backend name.
+        ValueError: Unknown model, backend or precision, or a precision the backend
+            lacks.
     """
     path = weights if weights is not None else str(default_weights(model))
-    return Predictor(make_backend(backend, model, path, device=device, threads=threads), size)
+    net = make_backend(
+        backend,
+        model,
+        path,
+        device=device,
+        threads=threads,
+        precision=precision,
+        calibration=calibration,
+    )
+    return Predictor(net, size)
 
 
 def saliency(
@@ -108,12 +125,15 @@ def saliency(
     device: str = "cpu",
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
 ) -> np.ndarray:
     """Saliency map of an image, at the image's own size.
 
     Follows the reference test protocol (resize to ``size`` x ``size``, ImageNet
-    normalisation, sigmoid, resize back, x255 truncated to uint8). The model is loaded
-    once per argument set and cached. ``sod100k.predict`` is the same function.
+    normalisation, sigmoid, resize back, x255 to uint8: truncated for CSNet, rounded for
+    CSF, as each reference test script). The model is loaded once per argument set and
+    cached. ``sod100k.predict`` is the same function.
 
     Args:
         image: A path, encoded image bytes, a PIL image, or an ``H x W (x 1/3/4)``
@@ -126,6 +146,8 @@ def saliency(
         backend: Inference backend, as in
             [`get_predictor`][sod100k.api.get_predictor].
         threads: CPU threads for the backend.
+        precision: As in [`get_predictor`][sod100k.api.get_predictor].
+        calibration: As in [`get_predictor`][sod100k.api.get_predictor].
 
     Returns:
         ``H x W`` uint8 array, 255 = salient.
@@ -136,7 +158,9 @@ def saliency(
         sod100k.checkpoints.CheckpointError: The weights cannot be read or do not fit.
     """
     weights_arg = None if weights is None else str(weights)
-    return get_predictor(model, weights_arg, device, size, backend, threads)(image)
+    calib = None if calibration is None else str(calibration)
+    predictor = get_predictor(model, weights_arg, device, size, backend, threads, precision, calib)
+    return predictor(image)
 
 
 #: Another name for [`saliency`][sod100k.api.saliency].

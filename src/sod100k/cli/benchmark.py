@@ -102,7 +102,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--dataset names must be unique, got {', '.join(names)}")
     model = args.model or (None if args.weights else DEFAULT_MODEL)
     weights = args.weights or str(default_weights(model))
-    backend = make_backend(args.backend, model, weights, args.device, args.threads)
+    try:
+        backend = make_backend(
+            args.backend,
+            model,
+            weights,
+            args.device,
+            args.threads,
+            precision=args.precision,
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from e
     predictor = Predictor(backend, args.size)
     method = _method_name(args, model)
     failures = Failures()

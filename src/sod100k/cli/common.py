@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sod100k.infer.predictor import DEFAULT_SIZE
-from sod100k.infer.runtime import BACKENDS
+from sod100k.infer.runtime import BACKENDS, CLI_PRECISIONS
 
 
 class CLIError(Exception):
@@ -57,6 +57,18 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--threads", type=int, default=None, help="CPU threads for inference (default: all cores)"
+    )
+    add_precision_args(g)
+
+
+def add_precision_args(g: argparse._ActionsContainer) -> None:
+    """``--precision`` (OpenVINO backend only)."""
+    g.add_argument(
+        "--precision",
+        default="fp32",
+        choices=CLI_PRECISIONS,
+        help="OpenVINO precision: fp32 (default, same maps as torch) or bf16 (CPUs with "
+        "AVX512-BF16/AMX; others run fp32); see the backends guide",
     )
 
 

@@ -256,7 +256,13 @@ def _load_predictor(args: argparse.Namespace) -> Predictor:
     weights = args.weights or str(default_weights(model))
     try:
         backend = make_backend(
-            args.backend, model, weights, args.device, args.threads, args.streams
+            args.backend,
+            model,
+            weights,
+            args.device,
+            args.threads,
+            args.streams,
+            args.precision,
         )
     except ValueError as e:
         raise CLIError(str(e)) from e

@@ -9,7 +9,7 @@ import threading
 import time
 
 from sod100k.api import DEFAULT_MODEL, default_weights
-from sod100k.cli.common import add_model_args, check_device, positive
+from sod100k.cli.common import CLIError, add_model_args, add_precision_args, check_device, positive
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
 from sod100k.infer.runtime import BACKENDS, make_backend
 
@@ -38,6 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="inference threads (default: CPU cores, %(default)s)",
     )
+    add_precision_args(p)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="upload limit (413)")
     p.add_argument("--max-megapixels", type=float, default=40.0, help="image limit (413)")
     p.add_argument(
@@ -94,14 +95,18 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or str(default_weights(model))
     # Each request is one small image: parallelism comes from the request pools, so one
     # thread per inference call avoids oversubscribing the cores.
-    backend = make_backend(
-        args.backend,
-        model,
-        weights,
-        args.device,
-        threads=1,
-        streams=args.workers + args.large_slots,
-    )
+    try:
+        backend = make_backend(
+            args.backend,
+            model,
+            weights,
+            args.device,
+            threads=1,
+            streams=args.workers + args.large_slots,
+            precision=args.precision,
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from e
     settings = ServerSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1e6),
