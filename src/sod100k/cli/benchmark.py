@@ -9,12 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import (
     CLIError,
     Failures,
     add_model_args,
     add_runtime_args,
+    backend_from_args,
     check_device,
     positive,
 )
@@ -27,7 +27,6 @@ from sod100k.cli.evaluate import (
 from sod100k.eval import EvalResult, PairingError, evaluate_folders
 from sod100k.infer.batch import plan_jobs, run_batch
 from sod100k.infer.predictor import Predictor
-from sod100k.infer.runtime import make_backend
 
 
 @dataclass(frozen=True)
@@ -100,19 +99,7 @@ def run(args: argparse.Namespace) -> int:
     names = [d.name for d in args.dataset]
     if len(set(names)) != len(names):
         raise CLIError(f"--dataset names must be unique, got {', '.join(names)}")
-    model = args.model or (None if args.weights else DEFAULT_MODEL)
-    weights = args.weights or str(default_weights(model))
-    try:
-        backend = make_backend(
-            args.backend,
-            model,
-            weights,
-            args.device,
-            args.threads,
-            precision=args.precision,
-        )
-    except ValueError as e:
-        raise CLIError(str(e)) from e
+    backend, model, _ = backend_from_args(args, args.threads)
     predictor = Predictor(backend, args.size)
     method = _method_name(args, model)
     failures = Failures()

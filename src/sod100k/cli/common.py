@@ -8,8 +8,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sod100k.infer.backends import Backend
 from sod100k.infer.predictor import DEFAULT_SIZE
-from sod100k.infer.runtime import BACKENDS, CLI_PRECISIONS
+from sod100k.infer.runtime import BACKENDS, CLI_PRECISIONS, make_backend
 
 
 class CLIError(Exception):
@@ -108,6 +109,37 @@ class Failures:
         for what, message in self.items:
             text = message if message.startswith(what) else f"{what}: {message}"
             print(f"  {text}", file=stream)
+
+
+def backend_from_args(
+    args: argparse.Namespace, threads: int | None, streams: int = 1
+) -> tuple[Backend, str | None, str]:
+    """The inference backend the model options ask for (``add_model_args``).
+
+    Args:
+        args: parsed options with ``model``, ``weights``, ``backend``, ``device`` and
+            ``precision``.
+        threads: CPU threads per inference call (``None``: the runtime's default).
+        streams: concurrent inference requests the backend should serve.
+
+    Returns:
+        ``(backend, model, weights)``: the model name (``None`` when only weights were
+        given) and the weights path, as resolved from the options and the defaults.
+
+    Raises:
+        CLIError: the backend cannot serve these options (one line, exit status 2).
+    """
+    from sod100k.api import DEFAULT_MODEL, default_weights
+
+    model = args.model or (None if args.weights else DEFAULT_MODEL)
+    weights = args.weights or str(default_weights(model))
+    try:
+        backend = make_backend(
+            args.backend, model, weights, args.device, threads, streams, args.precision
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    return backend, model, weights
 
 
 def setup_logging(verbose: int) -> None:

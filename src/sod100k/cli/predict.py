@@ -15,12 +15,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.cli.common import (
     CLIError,
     Failures,
     add_model_args,
     add_runtime_args,
+    backend_from_args,
     check_device,
     positive,
 )
@@ -36,7 +36,6 @@ from sod100k.infer.inputs import (
     resolve_output,
 )
 from sod100k.infer.predictor import Predictor
-from sod100k.infer.runtime import make_backend
 from sod100k.infer.video import VIDEO_SUFFIXES, is_video, predict_videos
 
 EXIT_CODES = """\
@@ -252,20 +251,7 @@ def _check_options(args: argparse.Namespace) -> Renderer:
 
 
 def _load_predictor(args: argparse.Namespace) -> Predictor:
-    model = args.model or (None if args.weights else DEFAULT_MODEL)
-    weights = args.weights or str(default_weights(model))
-    try:
-        backend = make_backend(
-            args.backend,
-            model,
-            weights,
-            args.device,
-            args.threads,
-            args.streams,
-            args.precision,
-        )
-    except ValueError as e:
-        raise CLIError(str(e)) from e
+    backend, _, _ = backend_from_args(args, args.threads, args.streams)
     return Predictor(backend, args.size)
 
 

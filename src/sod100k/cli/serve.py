@@ -8,10 +8,15 @@ import os
 import threading
 import time
 
-from sod100k.api import DEFAULT_MODEL, default_weights
-from sod100k.cli.common import CLIError, add_model_args, add_precision_args, check_device, positive
+from sod100k.cli.common import (
+    add_model_args,
+    add_precision_args,
+    backend_from_args,
+    check_device,
+    positive,
+)
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
-from sod100k.infer.runtime import BACKENDS, make_backend
+from sod100k.infer.runtime import BACKENDS
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -91,22 +96,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("header_timeout", "body_timeout", "shutdown_timeout"):
         positive(name.replace("_", "-"), getattr(args, name))
     check_device(args.device)
-    model = args.model or (None if args.weights else DEFAULT_MODEL)
-    weights = args.weights or str(default_weights(model))
     # Each request is one small image: parallelism comes from the request pools, so one
     # thread per inference call avoids oversubscribing the cores.
-    try:
-        backend = make_backend(
-            args.backend,
-            model,
-            weights,
-            args.device,
-            threads=1,
-            streams=args.workers + args.large_slots,
-            precision=args.precision,
-        )
-    except ValueError as e:
-        raise CLIError(str(e)) from e
+    backend, model, weights = backend_from_args(
+        args, threads=1, streams=args.workers + args.large_slots
+    )
     settings = ServerSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1e6),
