@@ -33,7 +33,11 @@ from sod100k.infer.preprocess import preprocess
 
 
 def score(model: Path, images: list[Path], masks: Path, threads: int) -> dict[str, float]:
-    predictor = Predictor(OnnxBackend(model, threads))
+    return score_predictor(Predictor(OnnxBackend(model, threads)), images, masks)
+
+
+def score_predictor(predictor: Predictor, images: list[Path], masks: Path) -> dict[str, float]:
+    """ECSSD-style max F and MAE (PySODMetrics) of ``predictor`` on ``images``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Fmeasure announces its V2 successor
         fm = py_sod_metrics.Fmeasure()

@@ -25,15 +25,14 @@ import shlex
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
-import py_sod_metrics
 
+from int8_accuracy import score_predictor  # benchmarks/int8_accuracy.py, beside this script
 from sod100k.checkpoints.loading import load_model
-from sod100k.data.images import list_images, load_mask, load_rgb
+from sod100k.data.images import list_images
 from sod100k.infer.backends import OpenVinoBackend
 from sod100k.infer.int8 import calibration_batches, quantize_openvino
 from sod100k.infer.onnx_export import export_bytes
@@ -54,20 +53,7 @@ VARIANTS = {
 
 
 def score(backend: OpenVinoBackend, images: list[Path], masks: Path) -> dict[str, float]:
-    predictor = Predictor(backend)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Fmeasure announces its V2 successor
-        fm = py_sod_metrics.Fmeasure()
-    mae = py_sod_metrics.MAE()
-    for path in images:
-        gt = load_mask(masks / f"{path.stem}.png").astype(np.uint8) * 255
-        pred = predictor(load_rgb(path))
-        fm.step(pred, gt)
-        mae.step(pred, gt)
-    return {
-        "max_f": round(float(fm.get_results()["fm"]["curve"].max()), 4),
-        "mae": round(float(mae.get_results()["mae"]), 4),
-    }
+    return score_predictor(Predictor(backend), images, masks)
 
 
 def latency_ms(backend: OpenVinoBackend, size: int, runs: int = 50) -> float:

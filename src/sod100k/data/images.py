@@ -35,15 +35,33 @@ class ImageError(ValueError):
     """An input that cannot be used as an image; the message names the file."""
 
 
-def _open(source: str | Path | bytes, name: str) -> Image.Image:
-    data = source if isinstance(source, bytes) else None
-    if data is None:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise ImageError(f"{name}: cannot read file ({e.strerror or e})") from e
+def read_image_bytes(path: str | Path, name: str | None = None) -> bytes:
+    """The bytes of an image file, non-empty.
+
+    Args:
+        path: the file.
+        name: how messages name it (default: ``path``).
+
+    Raises:
+        ImageError: the file cannot be read, or is empty; the message names it.
+    """
+    name = name or str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImageError(f"{name}: cannot read file ({e.strerror or e})") from e
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
+    return data
+
+
+def _open(source: str | Path | bytes, name: str) -> Image.Image:
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{name}: empty file (0 bytes)")
+        data = source
+    else:
+        data = read_image_bytes(source, name)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:

@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sod100k.data.images import MAX_PIXELS, ImageError
+from sod100k.data.images import MAX_PIXELS, ImageError, read_image_bytes
 
 #: The tool's ``THREASHOLDS``: thresholds 0..255, a pixel is positive when ``> th``.
 THRESHOLDS = 256
@@ -98,12 +98,7 @@ def read_gray(path: str | Path) -> np.ndarray:
     Raises:
         ImageError: the file cannot be read or decoded; the message names the file.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read file ({e.strerror or e})") from e
-    if not data:
-        raise ImageError(f"{path}: empty file (0 bytes)")
+    data = read_image_bytes(path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None or img.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode")
