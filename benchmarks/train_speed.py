@@ -44,7 +44,10 @@ def _our_step(args: argparse.Namespace, variant: str) -> tuple[Callable[[], floa
     from sod100k.models import create_model
     from sod100k.train.dwd import DynamicWeightDecay
     from sod100k.train.step import StepLoss
+    from sod100k.utils.malloc import keep_freed_memory
 
+    if variant != "eager":
+        keep_freed_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     model = create_model(args.model).train()
     dwd = DynamicWeightDecay(model)

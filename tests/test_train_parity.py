@@ -112,7 +112,7 @@ def test_float32_steps_match_the_reference(parity_dir, tiny_data, tmp_path, f32,
                 assert float(diffs.max()) <= 2.1e-4
         for key in f32:
             if key.startswith("final/") and ".bns." in key and key.endswith(".weight"):
-                got = params[convert_key(key[6:])]
+                got = params[convert_key(key[6:])].detach()
                 assert float((got - torch.from_numpy(f32[key])).abs().max()) <= 5e-5, key
     finally:
         trainer.close()

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from sod100k.nn.goctconv import Branches, GOctConv, ScaledConv2d
+from sod100k.nn.prelu import PReLU
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -38,7 +39,7 @@ class BranchCBR(nn.Module):
         for k, c in enumerate(self.out_channels):
             if c > 0:
                 self.norms[str(k)] = norm_layer(c)
-                self.acts[str(k)] = nn.PReLU(c)
+                self.acts[str(k)] = PReLU(c)
 
     def _norm_act(self, ys: Branches) -> Branches:
         return [
@@ -184,7 +185,7 @@ class DilatedConvBlock(nn.Module):
         out = sum(self.dilation_channels)
         self.out_channels = out
         self.norm = norm_layer(out)
-        self.act = nn.PReLU(out)
+        self.act = PReLU(out)
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.cat([conv(x) for conv in self.convs.values()], dim=1)

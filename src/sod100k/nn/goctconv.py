@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sod100k.nn.atrous import atrous_conv2d
+from sod100k.nn.capture import capturing_graph
+
 Branches = list[Tensor | None]
 
 #: Plain convolutions inside CSNet multiply their stored weight by this factor in the
@@ -204,7 +207,33 @@ class ScaledConv2d(nn.Conv2d):
 
     Used for every plain convolution inside the CSNet blocks (depthwise convs, the head's
     dilated convs), exactly as the reference ``Conv2dX100``.
+
+    When gradients are recorded on CPU (training), a dilated convolution whose input is
+    at least 7 dilations high and wide runs as an ordinary convolution on the
+    space-to-batch form of its input ([`atrous_conv2d`][sod100k.nn.atrous.atrous_conv2d]):
+    the same sums, 1.3-2.3x faster forward + backward in oneDNN. Inference and graph
+    capture (ONNX export) use the plain dilated convolution.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, WEIGHT_SCALE * self.weight, self.bias)
+        weight = WEIGHT_SCALE * self.weight
+        if self._space_to_batch(x):
+            y = atrous_conv2d(x, weight, self.dilation[0])
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        return self._conv_forward(x, weight, self.bias)
+
+    def _space_to_batch(self, x: Tensor) -> bool:
+        d = self.dilation[0]
+        return (
+            d > 1
+            and self.dilation[1] == d
+            and self.stride == (1, 1)
+            and self.groups == 1
+            and self.padding == (d * (self.kernel_size[0] // 2),) * 2
+            and self.kernel_size[0] == self.kernel_size[1]
+            and self.padding_mode == "zeros"
+            and x.device.type == "cpu"
+            and min(x.shape[-2:]) >= 7 * d
+            and torch.is_grad_enabled()
+            and not capturing_graph()
+        )

@@ -35,7 +35,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sod100k import __version__
 from sod100k.infer.predictor import Predictor
 from sod100k.server.imaging import RequestError, cutout_png, preview_jpeg, probe, saliency_png
-from sod100k.server.limits import Admission, BodyLimitMiddleware, release_free_memory
+from sod100k.server.limits import Admission, BodyLimitMiddleware
+from sod100k.utils.malloc import release_free_memory
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,6 @@ is ever handed to the multipart parser or written to temporary storage.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import functools
 import json
 import threading
 import time
@@ -142,23 +139,3 @@ class Admission:
 
     def release(self) -> None:
         self._free.release()
-
-
-@functools.cache
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-def release_free_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``; elsewhere a no-op).
-
-    After a big image, glibc keeps much of what numpy and OpenCV freed in its arenas;
-    trimming brings the server's resident size back down for the next request.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sod100k.models.csnet import CSNet
+from sod100k.nn.reductions import spatial_means
 
 DEFAULT_COEFFICIENT = 3.0
 DEFAULT_EXPAND = 1.0  # reference csnet-L-x2_train.yml: AUTO.FLOPS.EXPAND 1.0
@@ -82,7 +83,7 @@ class DynamicWeightDecay:
             return
         for key, norm in unit.norms.items():
             y = _at_least_f32(outputs[int(key)].detach())
-            self._magnitude[id(norm)] = y.mean(dim=(2, 3)).abs().mean(0)
+            self._magnitude[id(norm)] = spatial_means(y).abs().mean(0)
 
     def gammas(self) -> Iterator[nn.Parameter]:
         """The BN weights under dynamic decay (to exclude from plain weight decay)."""

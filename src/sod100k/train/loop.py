@@ -33,6 +33,7 @@ from sod100k.train.config import TrainConfig
 from sod100k.train.dwd import DynamicWeightDecay
 from sod100k.train.metrics_log import MetricsLog
 from sod100k.train.step import StepLoss, bce_loss, use_channels_last
+from sod100k.utils.malloc import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class Trainer:
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults for the step's large buffers
         torch.manual_seed(cfg.seed)
         self.model = self._build_model().to(self.device)
         self.channels_last = use_channels_last(cfg.memory_format, self.device)
