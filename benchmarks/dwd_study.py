@@ -55,7 +55,7 @@ from sod100k.infer.preprocess import postprocess, preprocess_batch
 from sod100k.models import create_model
 from sod100k.models.flops import count_flops, count_params
 from sod100k.train.dwd import DynamicWeightDecay
-from sod100k.train.prune import prune_model
+from sod100k.train.prune import PruneError, prune_model
 from sod100k.train.step import StepLoss
 from sod100k.utils.files import atomic_save, atomic_write_text
 
@@ -237,29 +237,54 @@ def contiguous(model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- pruning
-def prune_to_budget(model: nn.Module, keep_share: float) -> tuple[nn.Module, float]:
+def prune_to_budget(model: nn.Module, keep_share: float) -> tuple[nn.Module, float, bool]:
     """Prune with the smallest |gamma| threshold whose net has <= ``keep_share`` of the
-    parameters; the candidates are the BN gammas' own values (binary search)."""
+    parameters; the candidates are the BN gammas' own values (binary search).
+
+    A threshold that would empty a whole unit (``PruneError``) is unusable, and so is
+    every higher one. When every threshold that meets the budget is unusable, the budget
+    cannot be met with the reference rule: the deepest usable cut is returned instead.
+
+    Returns:
+        The pruned net, its threshold and whether it meets the budget.
+    """
     target = keep_share * count_params(model)
     values = torch.cat(
         [m.weight.detach().abs().flatten() for m in model.modules()
          if isinstance(m, nn.BatchNorm2d)]
     )  # fmt: skip
     candidates = [*torch.unique(values).tolist(), float("inf")]
-    lo, hi = 0, len(candidates) - 1
-    best = None
-    while lo <= hi:
+
+    def attempt(index: int) -> tuple[nn.Module, float] | None:
+        # threshold ``candidates[index]`` removes every smaller |gamma| and keeps it
+        threshold = candidates[index]
+        try:
+            return prune_model(model, threshold).model, threshold
+        except PruneError:
+            return None
+
+    lo, hi, best, deepest = 0, len(candidates) - 1, None, None
+    while lo <= hi:  # smallest usable threshold that meets the budget
         mid = (lo + hi) // 2
-        # a threshold just above candidate ``mid`` removes it and every smaller gamma
-        threshold = float(np.nextafter(candidates[mid], np.inf))
-        pruned = prune_model(model, threshold).model
-        if count_params(pruned) <= target:
-            best, hi = (pruned, threshold), mid - 1
+        got = attempt(mid)
+        if got is None or count_params(got[0]) <= target:
+            best = got or best
+            hi = mid - 1
         else:
             lo = mid + 1
-    if best is None:
-        raise RuntimeError(f"no threshold prunes to {keep_share:.0%} of the parameters")
-    return best
+    if best is not None:
+        return (*best, True)
+    lo, hi = 0, len(candidates) - 1
+    while lo <= hi:  # largest usable threshold
+        mid = (lo + hi) // 2
+        got = attempt(mid)
+        if got is None:
+            hi = mid - 1
+        else:
+            deepest, lo = got, mid + 1
+    if deepest is None:
+        raise RuntimeError("every threshold empties a unit; nothing can be pruned")
+    return (*deepest, False)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -301,8 +326,11 @@ def write_report(out: Path, state: State, s: Settings) -> None:
         rows.append((run, "trained", "-", t))
         for b in s.budgets:
             p = state.get(f"prune-{run}-{b}")
-            rows.append((run, f"pruned -{b:.0%}", f"{p['threshold']:.3g}", p))
-            rows.append((run, f"pruned -{b:.0%} + fine-tuned", "", state.get(f"ft-{run}-{b}")))
+            # budget not reachable: the deepest cut the reference rule allows, marked "*"
+            mark = "" if p.get("budget_met", True) else "*"
+            rows.append((run, f"pruned -{b:.0%}{mark}", f"{p['threshold']:.3g}", p))
+            ft = state.get(f"ft-{run}-{b}")
+            rows.append((run, f"pruned -{b:.0%}{mark} + fine-tuned", "", ft))
     lines = [
         "| run | stage | threshold | params | FLOPs (224) | ECSSD MAE | ECSSD max F | S-measure |",
         "|---|---|---|---|---|---|---|---|",
@@ -313,6 +341,9 @@ def write_report(out: Path, state: State, s: Settings) -> None:
             f"| {r['mae']:.4f} | {r['max_f']:.4f} | {r['s_measure']:.4f} |"
         )
     shares = {run: state.get(f"train-{run}")["gamma_share"] for run in RUNS}
+    if any("*" in stage for _, stage, _, _ in rows):
+        lines += ["", "\\* budget not reachable with the reference rule without emptying "
+                  "a whole unit: the deepest cut it allows."]  # fmt: skip
     lines += [
         "",
         "Share of |gamma| (BN weights under DWD) below a threshold, per epoch:",
@@ -409,9 +440,12 @@ def run_study(out: Path, s: Settings, data: str, ecssd: str) -> State:
             key = f"{run}-{b}"
             path = out / f"pruned-{key}.pt"
             if not state.done(f"prune-{key}"):
-                pruned, threshold = prune_to_budget(trained, 1.0 - b)
+                pruned, threshold, met = prune_to_budget(trained, 1.0 - b)
+                if not met:
+                    log.info("%s: -%d %% unreachable without emptying a unit", key, 100 * b)
                 save_model(path, pruned, metadata={"threshold": threshold})
-                result = {"threshold": threshold} | describe(pruned) | score(pruned, pairs, s.size)
+                result = {"threshold": threshold, "budget_met": met}
+                result |= describe(pruned) | score(pruned, pairs, s.size)
                 state.finish(f"prune-{key}", result)
             if not state.done(f"ft-{key}"):
                 model = load_model(weights=str(path))

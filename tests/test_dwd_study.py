@@ -39,7 +39,7 @@ def test_smoke_study_runs_to_the_end_and_resumes(tmp_path: Path) -> None:
 
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
-    assert [r["stage"] for r in rows[:5]] == [
+    assert [r["stage"].replace("*", "") for r in rows[:5]] == [
         "trained",
         "pruned -50%",
         "pruned -50% + fine-tuned",
@@ -50,10 +50,12 @@ def test_smoke_study_runs_to_the_end_and_resumes(tmp_path: Path) -> None:
     full = rows[0]["params"]
     for r in rows:
         assert r["images"] == 4 and 0.0 <= r["mae"] <= 1.0 and 0.0 <= r["max_f"] <= 1.0
-        if r["stage"].startswith("pruned -50%"):
-            assert full * 0.4 < r["params"] <= full * 0.5
-        if r["stage"].startswith("pruned -80%"):
-            assert r["params"] <= full * 0.2
+        for budget, floor in ((0.5, 0.4), (0.8, 0.0)):
+            if r["stage"].startswith(f"pruned -{budget:.0%}"):
+                # met, or marked "*": the reference rule would have emptied a unit first
+                met = r["params"] <= full * (1 - budget)
+                assert met == ("*" not in r["stage"]), r
+                assert r["params"] > full * floor
     assert rows[5]["params"] == full  # both runs start from the same full net
     for run in ("dwd", "plain"):
         share = results["gamma_share"][run]
@@ -77,3 +79,31 @@ def test_smoke_study_runs_to_the_end_and_resumes(tmp_path: Path) -> None:
     # Other settings in the same folder are refused instead of mixed in.
     with pytest.raises(SystemExit, match="other settings"):
         dwd_study.main([*argv, "--epochs", "3"])
+
+
+def test_prune_to_budget_meets_a_budget_or_returns_the_deepest_usable_cut() -> None:
+    import torch
+
+    from sod100k.models import create_model
+    from sod100k.models.flops import count_params
+    from sod100k.train.prune import PruneError, prune_model
+
+    torch.manual_seed(0)
+    model = create_model("csnet-l-x1")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.1, 1.0)
+    full = count_params(model)
+    pruned, threshold, met = dwd_study.prune_to_budget(model, 0.5)
+    assert met and count_params(pruned) <= 0.5 * full
+    gammas = sorted({float(g) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+                     for g in m.weight.detach().abs()})  # fmt: skip
+    # the next smaller threshold (one gamma fewer removed) no longer meets the budget
+    lower = max(g for g in gammas if g < threshold)
+    assert count_params(prune_model(model, lower).model) > 0.5 * full
+
+    pruned, threshold, met = dwd_study.prune_to_budget(model, 0.01)  # far beyond any unit
+    assert not met and count_params(pruned) > 0.01 * full
+    with pytest.raises(PruneError):  # the next larger threshold empties a unit
+        prune_model(model, min(g for g in gammas if g > threshold))
