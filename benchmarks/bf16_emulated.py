@@ -7,8 +7,9 @@ through the reference protocol (``sod100k predict``'s preprocessing and postproc
 224 x 224) and scores the maps with PySODMetrics (max F, beta^2 = 0.3; MAE), as
 ``benchmarks/int8_openvino.py`` does, three times:
 
-* ``fp32``: the ``torch-fused`` backend, the graph OpenVINO is given (BatchNorm and the
-  x100 weight scale folded into the conv weights and biases), in float32;
+* ``fp32``: the ``torch-fused`` backend, in float32: the folded weights OpenVINO is
+  given (BatchNorm and the x100 weight scale folded into the conv weights and biases;
+  its merged convs compute each output channel exactly as the exported per-pair convs);
 * ``bf16 emulated``: the same, with OpenVINO's bf16 arithmetic emulated by hooks
   (:func:`emulate_bf16`): every conv's input and weight is rounded to bf16 (round to
   nearest even), the conv itself runs in fp32 (products summed in fp32, fp32 bias added,
@@ -21,8 +22,9 @@ through the reference protocol (``sod100k predict``'s preprocessing and postproc
   around the same model, a second estimate: PyTorch's own bf16 convolutions, with the
   ops autocast leaves alone in the dtype of their inputs.
 
-What may differ from real hardware (so read the emulated cost as an estimate that should
-err on the pessimistic side, not as a proven bound):
+What may differ from real hardware (so read the emulated cost as an estimate, not a
+bound: the extra roundings argue that it errs on the pessimistic side, but the logit
+check below found it moving logits about as much as real bf16 did, slightly less):
 
 * OpenVINO fuses each conv with the PReLU, the bias and the branch sum that follow it and
   applies them in fp32 before one rounding; the emulation rounds the conv output, the
