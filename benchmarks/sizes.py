@@ -9,7 +9,9 @@ repository root:
 
     PYTHONPATH=src python benchmarks/sizes.py --weights ../shared/weights
 
-``--limit N`` scores only the first N images (sorted by name) for a quick look.
+``--limit N`` scores only the first N images (sorted by name) for a quick look;
+``--no-timing`` scores without timing (accuracy does not depend on the machine's load,
+timings do: take them on a quiet machine).
 """
 
 from __future__ import annotations
@@ -67,7 +69,11 @@ def checkpoint_cell(cell: dict) -> dict:
                 "size": size,
                 "max_f": round(float(fm.get_results()["fm"]["curve"].max()), 4),
                 "mae": round(float(mae.get_results()["mae"]), 4),
-                "ms": median_ms(lambda x=x: backend(x), cell["warmup"], cell["runs"]),
+                "ms": (
+                    median_ms(lambda x=x: backend(x), cell["warmup"], cell["runs"])
+                    if cell["timing"]
+                    else None
+                ),
             }
         )
         print(rows[-1], file=sys.stderr)
@@ -90,6 +96,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="checkpoints scored side by side")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--no-timing", action="store_true", help="score only, no ms/image")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--machine", default=platform.processor() or platform.machine())
     args = p.parse_args()
@@ -104,6 +111,7 @@ def main() -> None:
             "threads": args.threads,
             "warmup": args.warmup,
             "runs": args.runs,
+            "timing": not args.no_timing,
         }
         for model in args.models
     ]
@@ -113,16 +121,22 @@ def main() -> None:
     counts = {result["images"] for result in results}
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "PYTHONPATH=src python benchmarks/sizes.py " + shlex.join(sys.argv[1:])
+    timing = (
+        "not timed"
+        if args.no_timing
+        else f"ms: median of one batch-1 inference, {args.threads} threads"
+    )
     lines = [
         f"ECSSD ({', '.join(map(str, sorted(counts)))} images of {args.images}), OpenVINO fp32; "
-        f"ms: median of one batch-1 inference, {args.threads} threads. {args.machine}; {date}. "
+        f"{timing}. {args.machine}; {date}. "
         f"Command: `{command}`",
         "",
         "| model | size | max F | MAE | ms/image |",
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | {r['size']} | {r['max_f']:.4f} | {r['mae']:.4f} | {r['ms']:.1f} |"
+        f"| {r['model']} | {r['size']} | {r['max_f']:.4f} | {r['mae']:.4f} | "
+        f"{'–' if r['ms'] is None else format(r['ms'], '.1f')} |"
         for r in rows
     ]
     meta = {"machine": args.machine, "date": date, "command": command, "images": sorted(counts)}
