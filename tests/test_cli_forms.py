@@ -236,13 +236,15 @@ def test_ctrl_c_leaves_complete_files_and_the_run_resumes(photos, weights_x1) ->
     """A real process, interrupted with SIGINT while it writes, then resumed."""
     small = Image.open("photos/a.jpg")
     small.thumbnail((48, 48))
-    # enough images that the run cannot finish between its first file and the signal
-    # (with 80, an idle machine wrote all of them before SIGINT arrived)
-    for i in range(400):
+    for i in range(80):
         small.save(f"photos/many{i:03d}.png")
     argv = [sys.executable, "-m", "sod100k", "predict", "photos", "-o", "maps",
             "-w", str(weights_x1), *FAST, "--batch-size", "1", "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    # An ignored SIGINT is inherited, and Python then installs no KeyboardInterrupt
+    # handler: in the full suite an earlier test leaves SIGINT ignored in pytest's process,
+    # so the child must get the default disposition back.
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 240
         while not list(Path("maps").glob("*.png")) and time.monotonic() < deadline:
@@ -253,10 +255,10 @@ def test_ctrl_c_leaves_complete_files_and_the_run_resumes(photos, weights_x1) ->
         proc.kill()
     assert proc.returncode == 130, err.decode()
     done = sorted(Path("maps").rglob("*"))
-    assert 1 <= len(done) < 403
+    assert 1 <= len(done) < 83
     assert all(p.suffix == ".png" and not p.name.startswith(".") for p in done)
     for p in done:
         Image.open(p).load()  # every file left behind is complete
     assert main(["predict", "photos", "-o", "maps", "--skip-existing", "-w", str(weights_x1),
                  *FAST]) == 0  # fmt: skip
-    assert len(list(Path("maps").rglob("*.png"))) == 403
+    assert len(list(Path("maps").rglob("*.png"))) == 83
