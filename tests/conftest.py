@@ -52,6 +52,21 @@ def parity_dir() -> Path:
     return shared_path("parity")
 
 
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` fixture, read into memory (the file is closed)."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread (parity tolerances assume it), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_data(tmp_path) -> Path:
     """Eight 40x36 images with a bright square as the salient object."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
+from conftest import load_npz
 from sod100k.checkpoints.loading import load_model
 from sod100k.checkpoints.reference import convert_key, layer_config_from_reference
 from sod100k.models.csnet import CSNet
@@ -20,18 +20,9 @@ from sod100k.models.flops import count_params
 from sod100k.train.prune import prune_model
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def fixture(parity_dir):
-    with np.load(parity_dir / "prune-csnet-x1.npz") as f:
-        return {k: f[k] for k in f.files}
+    return load_npz(parity_dir / "prune-csnet-x1.npz")
 
 
 def zeroed_net(parity_dir, fixture) -> CSNet:

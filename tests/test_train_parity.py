@@ -10,38 +10,25 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from conftest import load_npz
 from sod100k.checkpoints.reference import convert_key
 from sod100k.data.dataset import SaliencyDataset
 from sod100k.train.config import build_config
 from sod100k.train.loop import Trainer
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def load(parity_dir, name: str) -> dict[str, np.ndarray]:
-    with np.load(parity_dir / name) as f:
-        return {k: f[k] for k in f.files}
-
-
 @pytest.fixture(scope="module")
 def f32(parity_dir):
-    return load(parity_dir, "train-csnet-x1.npz")
+    return load_npz(parity_dir / "train-csnet-x1.npz")
 
 
 @pytest.fixture(scope="module")
 def f64(parity_dir):
-    return load(parity_dir, "train-csnet-x1-f64.npz")
+    return load_npz(parity_dir / "train-csnet-x1-f64.npz")
 
 
 def make_trainer(parity_dir, tiny_data, tmp_path, f32, dtype=torch.float32, **options):
