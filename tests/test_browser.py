@@ -54,13 +54,7 @@ def test_page_shows_image_map_and_cutout(live_server, ecssd, tmp_path):
     image = sorted((ecssd / "images").glob("*.jpg"))[0]
     browser = Browser(CHROMIUM, tmp_path / "profile")
     try:
-        browser.open(live_server)
-        browser.wait_for("document.getElementById('file') !== null")
-        found = browser.send("Runtime.evaluate", {"expression": "document.getElementById('file')"})
-        browser.send(
-            "DOM.setFileInputFiles",
-            {"files": [str(image)], "objectId": found["result"]["objectId"]},
-        )
+        _open_and_choose(browser, live_server, image)
         loaded = (
             "['input-img', 'map-img', 'cutout-img'].every(id => {"
             " const im = document.getElementById(id);"
@@ -86,16 +80,20 @@ def test_page_shows_image_map_and_cutout(live_server, ecssd, tmp_path):
     assert links == [True, True]
 
 
+def _open_and_choose(browser: Browser, url: str, path: Path) -> None:
+    """Open the page and pick ``path`` in its file input, as a user would."""
+    browser.open(url)
+    browser.wait_for("document.getElementById('file') !== null")
+    found = browser.send("Runtime.evaluate", {"expression": "document.getElementById('file')"})
+    browser.send(
+        "DOM.setFileInputFiles", {"files": [str(path)], "objectId": found["result"]["objectId"]}
+    )
+
+
 def _upload(live_server: str, path: Path, profile: Path, until: str) -> dict:
     browser = Browser(CHROMIUM, profile)
     try:
-        browser.open(live_server)
-        browser.wait_for("document.getElementById('file') !== null")
-        found = browser.send("Runtime.evaluate", {"expression": "document.getElementById('file')"})
-        browser.send(
-            "DOM.setFileInputFiles",
-            {"files": [str(path)], "objectId": found["result"]["objectId"]},
-        )
+        _open_and_choose(browser, live_server, path)
         browser.wait_for(until, timeout=60)
         return {
             "input": browser.evaluate(
