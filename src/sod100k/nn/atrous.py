@@ -20,9 +20,10 @@ the result equals it up to the order of floating-point additions inside the conv
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from sod100k.nn.reductions import is_channels_last
 
 
 def space_to_batch(x: Tensor, d: int) -> Tensor:
@@ -30,7 +31,7 @@ def space_to_batch(x: Tensor, d: int) -> Tensor:
     block ``r * d + s``; a channels-last ``x`` gives a channels-last result."""
     n, c, hh, ww = x.shape
     h, w = hh // d, ww // d
-    if _channels_last(x):
+    if is_channels_last(x):
         y = x.permute(0, 2, 3, 1).reshape(n, h, d, w, d, c).permute(2, 4, 0, 1, 3, 5)
         return y.reshape(d * d * n, h, w, c).permute(0, 3, 1, 2)
     y = x.reshape(n, c, h, d, w, d).permute(3, 5, 0, 1, 2, 4)
@@ -41,15 +42,11 @@ def batch_to_space(y: Tensor, d: int) -> Tensor:
     """The inverse of :func:`space_to_batch` (keeps the memory layout too)."""
     dn, c, h, w = y.shape
     n = dn // (d * d)
-    if _channels_last(y):
+    if is_channels_last(y):
         x = y.permute(0, 2, 3, 1).reshape(d, d, n, h, w, c).permute(2, 3, 0, 4, 1, 5)
         return x.reshape(n, h * d, w * d, c).permute(0, 3, 1, 2)
     x = y.reshape(d, d, n, c, h, w).permute(2, 3, 4, 0, 5, 1)
     return x.reshape(n, c, h * d, w * d)
-
-
-def _channels_last(x: Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def atrous_conv2d(x: Tensor, weight: Tensor, dilation: int) -> Tensor:
