@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import platform
-import subprocess
 
 import numpy as np
 import torch
 
+from hostinfo import cpu_model
 from sod100k.checkpoints.loading import load_model
 from sod100k.data.dataset import pair_by_stem
 from sod100k.data.images import load_mask, load_rgb
@@ -54,17 +53,6 @@ def zeroed(model: torch.nn.Module, threshold: float) -> torch.nn.Module:
         for norm in norms:
             norm.weight[norm.weight.abs() < threshold] = 0.0
     return net
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from hostinfo import cpu_model
 from load import wait_healthy  # benchmarks/load.py, beside this script
 
 HOST = "127.0.0.1"
@@ -107,17 +108,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def rss_bytes(pid: int) -> int | None:

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from hostinfo import cpu_model
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_WIDTH = {"csnet-l-x1": 1.0, "csnet-l-x2": 2.0}  # build_model's ``expand``
@@ -167,17 +168,6 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{variant}: worker failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import av
 import cv2
 import numpy as np
 
+from hostinfo import cpu_model
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import postprocess, preprocess
 from sod100k.infer.runtime import make_backend
@@ -141,16 +143,6 @@ def stage_cpu_ms(clip: Path, predictor: Predictor, fmt: str, batch_size: int) ->
     return ms
 
 
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    model = fields.get("Model name", "unknown CPU").strip()
-    return f"{model}, {fields.get('CPU(s)', '?').strip()} CPUs"
-
-
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"{meta['cpu']}; {meta['date']}; clip {meta['clip']}, {meta['size']}x{meta['size']} "
@@ -216,7 +208,7 @@ def main() -> None:
                 f"{v.codec_context.name} {v.average_rate} fps, {v.frames} frames"
             )
     meta = {
-        "cpu": cpu_model(),
+        "cpu": f"{cpu_model()}, {os.cpu_count()} CPUs",
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "PYTHONPATH=src python benchmarks/video_speed.py " + shlex.join(sys.argv[1:]),
         "clip": clip_desc,
