@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from sod100k.cli.common import CLIError, check_device
-from sod100k.data.dataset import AUGMENTATIONS
+from sod100k.data.dataset import AUGMENTATIONS, DatasetError, pair_by_stem
 from sod100k.models import registry
 from sod100k.train.config import GAMMA_WEIGHT_DECAY, build_config
 from sod100k.train.loop import Trainer
@@ -150,6 +150,8 @@ def run(args: argparse.Namespace, finetune: bool = False) -> int:
         check_device(overrides["device"])
     arch = _arch(overrides)
     cfg = build_config(arch, overrides, config_file, finetune=finetune)
+    for option in ("data", "val"):  # before the run folder is made
+        _check_dataset(option, getattr(cfg, option))
     trainer = Trainer(cfg, resume=bool(args.resume))
     try:
         history = trainer.fit()
@@ -160,6 +162,15 @@ def run(args: argparse.Namespace, finetune: bool = False) -> int:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items())
         print(f"{out}: {len(history)} epoch(s) trained; last: {shown}")
     return 0
+
+
+def _check_dataset(option: str, root: str | None) -> None:
+    """Refuse an unusable ``--data``/``--val`` folder in one line (exit status 2)."""
+    if root:
+        try:
+            pair_by_stem(root)
+        except DatasetError as e:
+            raise CLIError(f"--{option} {e}") from e
 
 
 def _arch(overrides: dict) -> str:

@@ -29,6 +29,24 @@ class DatasetError(ValueError):
     """A dataset folder that cannot be used (missing folders, no pairs)."""
 
 
+#: What a dataset folder looks like, for error messages.
+LAYOUT = (
+    "a dataset folder holds images/ and masks/ (or DUTS-style *-Image/ and *-Mask/), "
+    "each mask named as its image (images/a.jpg, masks/a.png)"
+)
+
+#: How many entries of a wrongly laid-out folder an error message names.
+SHOWN_ENTRIES = 4
+
+
+def _entries(folder: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not names:
+        return "it is empty"
+    more = f" and {len(names) - SHOWN_ENTRIES} more" if len(names) > SHOWN_ENTRIES else ""
+    return f"it holds {', '.join(names[:SHOWN_ENTRIES])}{more}"
+
+
 def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
     """The image and mask folders of a dataset.
 
@@ -40,18 +58,21 @@ def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
         ``(images folder, masks folder)``.
 
     Raises:
-        DatasetError: ``root`` is missing or has neither layout.
+        DatasetError: ``root`` is missing or has neither layout; the message names the
+            folder, says what it holds and what is expected.
     """
     root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such folder; {LAYOUT}")
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder")
+        raise DatasetError(f"{root}: is a file, not a folder; {LAYOUT}")
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return root / "images", root / "masks"
     images = sorted(root.glob("*-Image"))
     masks = sorted(root.glob("*-Mask"))
     if len(images) == 1 and len(masks) == 1:
         return images[0], masks[0]
-    raise DatasetError(f"{root}: expected images/ and masks/ (or DUTS *-Image/ and *-Mask/)")
+    raise DatasetError(f"{root}: not a dataset folder ({_entries(root)}); {LAYOUT}")
 
 
 def pair_by_stem(root: str | Path) -> list[tuple[Path, Path]]:
@@ -67,20 +88,26 @@ def pair_by_stem(root: str | Path) -> list[tuple[Path, Path]]:
         ``(image, mask)`` paths, sorted by image path.
 
     Raises:
-        DatasetError: The folders are missing or no image has a mask.
+        DatasetError: The folders are missing, hold no images, or no image has a mask.
     """
     image_dir, mask_dir = find_pair_folders(root)
+    images = list_images(image_dir)
+    if not images:
+        raise DatasetError(f"{root}: no image files in {image_dir.name}/; {LAYOUT}")
     masks = {p.stem: p for p in list_images(mask_dir)}
     pairs, unpaired = [], 0
-    for image in list_images(image_dir):
+    for image in images:
         if image.stem in masks:
             pairs.append((image, masks[image.stem]))
         else:
             unpaired += 1
-    if unpaired:
+    if unpaired and pairs:
         log.warning("%s: %d image(s) without a mask are skipped", root, unpaired)
     if not pairs:
-        raise DatasetError(f"{root}: no image/mask pairs with matching file names")
+        raise DatasetError(
+            f"{root}: none of the {len(images)} image(s) in {image_dir.name}/ has a mask of "
+            f"the same name in {mask_dir.name}/ ({len(masks)} mask file(s)); {LAYOUT}"
+        )
     return pairs
 
 
