@@ -2,15 +2,18 @@
 
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sod100k import load_model, save_model
-from sod100k.checkpoints.errors import CheckpointError
+from sod100k.checkpoints.errors import CHECKPOINT_FORMS, CheckpointError
 from sod100k.checkpoints.native import read_checkpoint
 from sod100k.checkpoints.reference import convert_key, read_reference_bin
+from sod100k.cli import main
 from sod100k.models.flops import count_flops, count_params
 
 RELEASES = {
@@ -88,18 +91,59 @@ def test_malicious_pickle_in_a_release_folder_is_refused(tmp_path, weights_x1):
         load_model(weights=tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"", "not a sod100k checkpoint"),
-        (b"definitely not a checkpoint", "not a sod100k checkpoint"),
-    ],
-)
-def test_wrong_checkpoint_files(tmp_path, content, message):
-    path = tmp_path / "weights.pt"
-    path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=message):
+class _Unsafe:
+    """An object ``weights_only`` loading refuses (its class would be imported)."""
+
+
+def _jpeg(path):
+    Image.new("RGB", (32, 24)).save(path, "JPEG")
+
+
+def _zip(path):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("notes.txt", "hello")
+
+
+WRONG_FILES = {
+    "photo.jpg": (_jpeg, "but a JPEG image (32x24)"),
+    "empty.pt": (lambda p: p.write_bytes(b""), "but an empty file (0 bytes)"),
+    "notes.pt": (lambda p: p.write_text("definitely not a checkpoint"), "but a text file"),
+    "random.pt": (lambda p: p.write_bytes(bytes(range(256)) * 4), "neither a zip nor a pickle"),
+    "bundle.pt": (_zip, "but a zip archive without a torch data.pkl"),
+    "unsafe.pt": (
+        lambda p: torch.save({"x": _Unsafe()}, p),
+        "a torch file holding an object of type test_checkpoints._Unsafe, not only tensors "
+        "and plain containers; refused, since loading it could run code from the file",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_FILES))
+def test_wrong_checkpoint_files_say_what_they_are(tmp_path, name):
+    """Never torch's advice to load the file unsafely: what the file is, and what a
+    checkpoint looks like."""
+    make, what = WRONG_FILES[name]
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(CheckpointError) as e:
         load_model("csnet-l-x1", weights=path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: not a sod100k checkpoint")
+    assert what in message and CHECKPOINT_FORMS in message
+    assert "weights_only" not in message and "Re-running" not in message
+
+
+@pytest.mark.parametrize("command", ["predict", "prune"])
+def test_cli_says_what_a_wrong_weights_file_is_in_one_line(tmp_path, capsys, command):
+    photo = tmp_path / "photo.jpg"
+    _jpeg(photo)
+    args = {"predict": ["predict", "-w", str(photo), str(photo), "-o", str(tmp_path / "o.png")],
+            "prune": ["prune", str(photo), "--out", str(tmp_path / "p.pt")]}[command]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights_only" not in err
+    assert f"sod100k {command}: error: {photo}: not a sod100k checkpoint but a JPEG image" in err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "p.pt").exists()
 
 
 def test_a_plain_torch_file_is_not_taken_for_a_checkpoint(tmp_path):
@@ -112,7 +156,11 @@ def test_a_plain_torch_file_is_not_taken_for_a_checkpoint(tmp_path):
 def test_missing_weights_and_empty_folder(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         load_model("csnet-l-x1", weights=tmp_path / "nope")
-    with pytest.raises(CheckpointError, match="neither a released checkpoint"):
+    with pytest.raises(CheckpointError, match=r"a folder without NAME.pth.tar \+ NAME.bin, best.pt "
+                       r"or last.pt \(it is empty\); a checkpoint is"):  # fmt: skip
+        load_model("csnet-l-x1", weights=tmp_path)
+    (tmp_path / "csnet.pth.tar").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"\(it holds csnet.pth.tar\)"):
         load_model("csnet-l-x1", weights=tmp_path)
 
 

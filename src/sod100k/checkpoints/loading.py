@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from sod100k.checkpoints.errors import CheckpointError
+from sod100k.checkpoints.errors import CHECKPOINT_FORMS, CheckpointError
 from sod100k.checkpoints.native import read_checkpoint, save_checkpoint
 from sod100k.checkpoints.reference import find_reference_files, load_reference
 from sod100k.models import registry
 from sod100k.models.config import ConfigError
+from sod100k.utils.sniff import describe_folder
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ def resolve_weights(weights: str | Path) -> tuple[str, Path, Path | None]:
             if (path / name).is_file():
                 return "native", path / name, None
         raise CheckpointError(
-            f"{path}: folder holds neither a released checkpoint (.pth.tar + .bin) "
-            f"nor a training run checkpoint ({', '.join(RUN_CHECKPOINTS)})"
+            f"{path}: a folder without NAME.pth.tar + NAME.bin, best.pt or last.pt "
+            f"({describe_folder(path)}); {CHECKPOINT_FORMS}"
         )
     if not path.exists():
-        raise CheckpointError(f"{path}: no such file or folder")
+        raise CheckpointError(f"{path}: no such file or folder; {CHECKPOINT_FORMS}")
     if path.name.endswith((".pth.tar", ".pth")):
         bins = sorted(path.parent.glob("*.bin"))
         stem = path.name.removesuffix(".tar").removesuffix(".pth")

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from sod100k.checkpoints.errors import CheckpointError
+from sod100k.checkpoints.errors import CHECKPOINT_FORMS, CheckpointError
 from sod100k.utils.files import atomic_save
+from sod100k.utils.sniff import UnreadableTorchFile, load_plain
 
 FORMAT = "sod100k.checkpoint/1"
 
@@ -69,7 +70,8 @@ def is_native_checkpoint(path: str | Path) -> bool:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a checkpoint in our format.
 
-    The file is opened with ``torch.load(weights_only=True)``: no code runs.
+    The file is opened with ``torch.load(weights_only=True)``: no code runs. A file that
+    is not a checkpoint is refused with what it is instead (an image, a text file, ...).
 
     Args:
         path: The checkpoint file.
@@ -86,14 +88,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a sod100k checkpoint ({reason})") from e
+        payload = load_plain(path)
+    except UnreadableTorchFile as e:
+        raise CheckpointError(
+            f"{path}: not a sod100k checkpoint but {e}; {CHECKPOINT_FORMS}"
+        ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path}: not a sod100k checkpoint (no '{FORMAT}' format tag); "
-            "for the released reference weights pass their folder (.pth.tar + .bin)"
+            f"{path}: not a sod100k checkpoint (a torch file without the '{FORMAT}' "
+            f"format tag); {CHECKPOINT_FORMS}"
         )
     try:
         payload["config"] = json.loads(payload["config"])

@@ -19,6 +19,7 @@ import torch
 
 from sod100k.checkpoints.errors import CheckpointError
 from sod100k.models.config import ConfigError, HeadConfig, LayerConfig, UnitConfig
+from sod100k.utils.sniff import UnreadableTorchFile, load_plain
 
 #: The only globals a reference ``.bin`` layer config may name.
 _ALLOWED_GLOBALS = {
@@ -199,10 +200,9 @@ def load_reference(pth: str | Path, bin_path: str | Path) -> tuple[LayerConfig, 
     except ConfigError as e:
         raise CheckpointError(f"{bin_path}: {e}") from e
     try:
-        ckpt = torch.load(pth, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{pth}: not a loadable torch checkpoint ({reason})") from e
+        ckpt = load_plain(pth)
+    except UnreadableTorchFile as e:
+        raise CheckpointError(f"{pth}: not a loadable torch checkpoint but {e}") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{pth}: no 'state_dict' in the checkpoint")
     meta = {

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, default_collate
 
 from sod100k.data.images import ImageError, list_images, load_gray, load_rgb
 from sod100k.infer.preprocess import MEAN, STD
+from sod100k.utils.sniff import describe_folder
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,6 @@ LAYOUT = (
     "a dataset folder holds images/ and masks/ (or DUTS-style *-Image/ and *-Mask/), "
     "each mask named as its image (images/a.jpg, masks/a.png)"
 )
-
-#: How many entries of a wrongly laid-out folder an error message names.
-SHOWN_ENTRIES = 4
-
-
-def _entries(folder: Path) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    if not names:
-        return "it is empty"
-    more = f" and {len(names) - SHOWN_ENTRIES} more" if len(names) > SHOWN_ENTRIES else ""
-    return f"it holds {', '.join(names[:SHOWN_ENTRIES])}{more}"
 
 
 def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
@@ -72,7 +62,7 @@ def find_pair_folders(root: str | Path) -> tuple[Path, Path]:
     masks = sorted(root.glob("*-Mask"))
     if len(images) == 1 and len(masks) == 1:
         return images[0], masks[0]
-    raise DatasetError(f"{root}: not a dataset folder ({_entries(root)}); {LAYOUT}")
+    raise DatasetError(f"{root}: not a dataset folder ({describe_folder(root)}); {LAYOUT}")
 
 
 def pair_by_stem(root: str | Path) -> list[tuple[Path, Path]]:

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sod100k.utils.sniff import UnreadableTorchFile, load_plain
+
 
 class BackboneWeightsError(ValueError):
     """A backbone weight file that cannot be loaded; the message names the file."""
@@ -185,9 +187,9 @@ class Res2Net50(nn.Module):
         """
         path = Path(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise BackboneWeightsError(f"{path}: not a readable torch state dict: {e}") from e
+            state = load_plain(path)
+        except UnreadableTorchFile as e:
+            raise BackboneWeightsError(f"{path}: not a torch state dict but {e}") from e
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
