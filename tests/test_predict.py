@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sod100k.api import saliency
+from sod100k.api import WeightsNotFoundError, saliency
 from sod100k.cli import main
 from sod100k.data.images import load_gray
 
@@ -125,3 +125,70 @@ def test_cli_info(weights_x2, capsys):
     assert info["params"] == 140_894
     assert round(info["flops"] / 1e9, 3) == 0.993
     assert info["config"]["stage_depths"] == [3, 4, 6, 4]
+
+
+@pytest.fixture
+def no_default_weights(tmp_path, monkeypatch):
+    """No $SOD100K_WEIGHTS, and an empty weights folder."""
+    monkeypatch.delenv("SOD100K_WEIGHTS", raising=False)
+    monkeypatch.setenv("SOD100K_HOME", str(tmp_path / "home"))
+    return tmp_path / "home" / "weights" / "csnet-L-x2"
+
+
+def test_missing_weights_are_explained_in_python_words(tmp_path, no_default_weights):
+    with pytest.raises(WeightsNotFoundError) as e:
+        saliency(np.zeros((32, 32, 3), np.uint8))
+    message = str(e.value)
+    assert f"none found at {no_default_weights}" in message
+    assert "pass weights=PATH, set the SOD100K_WEIGHTS environment variable" in message
+    assert "--weights" not in message
+    assert isinstance(e.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "serve", "benchmark"])
+def test_missing_weights_are_explained_in_command_line_words(
+    tmp_path, no_default_weights, capsys, command
+):
+    args = {
+        "predict": [str(tmp_path), "-o", str(tmp_path / "o")],
+        "export": ["--out", str(tmp_path / "m.onnx")],
+        "serve": ["--port", "8765"],
+        "benchmark": ["--dataset", f"X={tmp_path}:{tmp_path}"],
+    }[command]
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    assert main([command, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"none found at {no_default_weights}; give --weights PATH" in err
+    assert "set SOD100K_WEIGHTS=PATH" in err and "weights=PATH," not in err
+
+
+@pytest.mark.parametrize(
+    ("model", "weights", "holds"),
+    [
+        ("csnet-l-x1", "csnet-L-x2", "holds csnet-L-x2, not the csnet-l-x1 named"),
+        ("csnet-l-x2", "csnet-L-x1", "holds csnet-L-x1, not the csnet-l-x2 named"),
+        (
+            "csf-res2net50",
+            "csnet-L-x1",
+            "holds a csnet model (csnet-L-x1), not the csf-res2net50 named",
+        ),
+    ],
+)
+def test_cli_refuses_a_model_name_the_checkpoint_disagrees_with(
+    tmp_path, capsys, weights_x1, model, weights, holds
+):
+    folder = weights_x1.parent / weights
+    photo = tmp_path / "a.png"
+    Image.new("RGB", (20, 20)).save(photo)
+    assert main(["predict", "-m", model, "-w", str(folder), str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sod100k predict: error: {folder}: {holds}; name the model it holds, or none, " \
+        "to use the checkpoint as it is\n"  # fmt: skip
+    assert not (tmp_path / "a.mask.png").exists()
+
+
+def test_the_checkpoint_decides_when_no_model_is_named(tmp_path, weights_x1):
+    """Python: ``weights`` alone (the default model is not imposed on them)."""
+    sal = saliency(np.zeros((32, 32, 3), np.uint8), weights=weights_x1, backend="torch")
+    assert sal.shape == (32, 32)

@@ -25,6 +25,23 @@ DEFAULT_MODEL = "csnet-l-x2"
 RELEASE_NAMES = {"csnet-l-x1": "csnet-L-x1", "csnet-l-x2": "csnet-L-x2"}
 
 
+class WeightsNotFoundError(FileNotFoundError):
+    """No weights were named and none are at the default place.
+
+    Attributes:
+        model: The preset whose weights were looked for.
+        place: Where they were looked for.
+    """
+
+    def __init__(self, model: str, place: Path) -> None:
+        self.model, self.place = model, place
+        super().__init__(
+            f"no weights given for {model} and none found at {place}; pass weights=PATH, "
+            f"set the SOD100K_WEIGHTS environment variable, or copy the released "
+            f"checkpoint folder ({place.name}) there"
+        )
+
+
 def weights_home() -> Path:
     """Folder where weights are looked up when none are named.
 
@@ -50,7 +67,8 @@ def default_weights(model: str) -> Path:
         ``.pth.tar`` + ``.bin``.
 
     Raises:
-        FileNotFoundError: Neither is there; the message says where to put them.
+        WeightsNotFoundError: Neither is there; the message says where to put them (a
+            ``FileNotFoundError``).
     """
     env = os.environ.get("SOD100K_WEIGHTS")
     if env:
@@ -58,15 +76,12 @@ def default_weights(model: str) -> Path:
     candidate = weights_home() / RELEASE_NAMES.get(model.lower(), model)
     if candidate.exists():
         return candidate
-    raise FileNotFoundError(
-        f"no weights given for {model} and none found at {candidate}; pass weights=PATH, "
-        "set SOD100K_WEIGHTS, or copy the released checkpoint folder there"
-    )
+    raise WeightsNotFoundError(model, candidate)
 
 
 @functools.lru_cache(maxsize=8)
 def get_predictor(
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     weights: str | None = None,
     device: str = "cpu",
     size: int = DEFAULT_SIZE,
@@ -78,10 +93,14 @@ def get_predictor(
     """A cached predictor: the model is loaded once per argument set.
 
     Args:
-        model: Preset name (``csnet-l-x1``, ``csnet-l-x2``, ``csf-res2net50``).
+        model: Preset name (``csnet-l-x1``, ``csnet-l-x2``, ``csf-res2net50``). With
+            ``weights`` it may be left out (the checkpoint says what it is); given, the
+            checkpoint must be that model (or a pruned form of it). Without either:
+            ``csnet-l-x2``.
         weights: A released checkpoint folder (``.pth.tar`` + ``.bin``), one of our
             checkpoint files, a training run folder, or (``onnx``/``openvino`` backends)
-            an ``.onnx`` file. ``None``: [`default_weights`][sod100k.api.default_weights].
+            an ``.onnx`` file. ``None``: [`default_weights`][sod100k.api.default_weights]
+            of ``model``.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         size: Side of the square network input (the reference protocol uses 224).
         backend: ``"auto"`` (OpenVINO on CPU, torch on CUDA), ``"torch"``,
@@ -104,11 +123,13 @@ def get_predictor(
         ValueError: Unknown model, backend or precision, or a precision the backend
             lacks.
     """
-    path = weights if weights is not None else str(default_weights(model))
+    if weights is None:
+        model = model or DEFAULT_MODEL
+        weights = str(default_weights(model))
     net = make_backend(
         backend,
         model,
-        path,
+        weights,
         device=device,
         threads=threads,
         precision=precision,
@@ -119,7 +140,7 @@ def get_predictor(
 
 def saliency(
     image,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     weights: str | Path | None = None,
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
@@ -138,7 +159,7 @@ def saliency(
     Args:
         image: A path, encoded image bytes, a PIL image, or an ``H x W (x 1/3/4)``
             uint8/uint16/float array. EXIF orientation is honoured.
-        model: Preset name (default ``csnet-l-x2``).
+        model: Preset name; ``None``: what ``weights`` holds, or ``csnet-l-x2``.
         weights: Checkpoint folder or file; ``None`` looks in ``$SOD100K_WEIGHTS``, then
             ``~/.cache/sod100k/weights/<release name>``.
         size: Side of the square network input.
@@ -174,7 +195,7 @@ def _image_and_map(image, model, weights, size, device, backend, threads):
 
 def remove_background(
     image,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     weights: str | Path | None = None,
     threshold: int | None = None,
     refine: bool = True,
@@ -192,7 +213,7 @@ def remove_background(
     Args:
         image: A path, encoded bytes, a PIL image or an array, as for
             [`saliency`][sod100k.api.saliency].
-        model: Preset name.
+        model: Preset name; ``None``: what ``weights`` holds, or ``csnet-l-x2``.
         weights: Checkpoint folder or file (``None``: the default place).
         threshold: 0-255; when given, the alpha is hard: 255 where the (refined) map is
             ``>= threshold``, else 0.
@@ -216,7 +237,7 @@ def remove_background(
 
 def overlay(
     image,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     weights: str | Path | None = None,
     size: int = DEFAULT_SIZE,
     device: str = "cpu",
@@ -228,7 +249,7 @@ def overlay(
     Args:
         image: A path, encoded bytes, a PIL image or an array, as for
             [`saliency`][sod100k.api.saliency].
-        model: Preset name.
+        model: Preset name; ``None``: what ``weights`` holds, or ``csnet-l-x2``.
         weights: Checkpoint folder or file (``None``: the default place).
         size: Side of the square network input.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.

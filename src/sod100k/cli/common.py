@@ -111,6 +111,32 @@ class Failures:
             print(f"  {text}", file=stream)
 
 
+def model_and_weights(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The model name and weights path the model options (``add_model_args``) ask for.
+
+    Without ``--weights`` the default preset's weights come from ``$SOD100K_WEIGHTS`` or
+    the weights folder; without ``--model`` the checkpoint says what it is (``None``).
+
+    Raises:
+        CLIError: no weights were given and none are at the default place; the message
+            gives the command-line ways to name them.
+    """
+    from sod100k.api import DEFAULT_MODEL, WeightsNotFoundError, default_weights
+
+    model = args.model or (None if args.weights else DEFAULT_MODEL)
+    if args.weights:
+        return model, args.weights
+    try:
+        return model, str(default_weights(model))
+    except WeightsNotFoundError as e:
+        raise CLIError(
+            f"no weights given for {e.model} and none found at {e.place}; give --weights "
+            "PATH (a released checkpoint folder, a .pt file or a training run folder), set "
+            f"SOD100K_WEIGHTS=PATH, or copy the released checkpoint folder ({e.place.name}) "
+            "there"
+        ) from e
+
+
 def backend_from_args(
     args: argparse.Namespace, threads: int | None, streams: int = 1
 ) -> tuple[Backend, str | None, str]:
@@ -129,10 +155,7 @@ def backend_from_args(
     Raises:
         CLIError: the backend cannot serve these options (one line, exit status 2).
     """
-    from sod100k.api import DEFAULT_MODEL, default_weights
-
-    model = args.model or (None if args.weights else DEFAULT_MODEL)
-    weights = args.weights or str(default_weights(model))
+    model, weights = model_and_weights(args)
     try:
         backend = make_backend(
             args.backend, model, weights, args.device, threads, streams, args.precision

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sod100k.api import DEFAULT_MODEL, default_weights
 from sod100k.checkpoints.loading import load_model
-from sod100k.cli.common import CLIError, add_model_args, positive
+from sod100k.cli.common import CLIError, add_model_args, model_and_weights, positive
 from sod100k.data.images import ImageError, list_images, load_rgb
 from sod100k.infer.onnx_export import OPSET, ExportError, export_onnx, parity_error
 from sod100k.infer.predictor import DEFAULT_SIZE
@@ -85,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.out} exists; pass --force to overwrite it")
     if args.int8 == "static" and args.calibration is None:
         raise CLIError("--int8 static needs --calibration FOLDER")
-    model_name = args.model or (None if args.weights else DEFAULT_MODEL)
-    weights = args.weights or str(default_weights(model_name))
+    model_name, weights = model_and_weights(args)
     if Path(weights).resolve() == args.out.resolve():
         raise CLIError(f"--out {args.out} would overwrite the weights")
     model = load_model(model_name, weights)
