@@ -178,3 +178,33 @@ def test_weights_that_do_not_fit_the_config(tmp_path, weights_x1):
 def test_unknown_preset_name():
     with pytest.raises(ValueError, match="unknown model 'csnet-xxl'"):
         load_model("csnet-xxl")
+
+
+def _saved(tmp_path, config) -> str:
+    from sod100k.models.csnet import CSNet
+
+    path = tmp_path / f"{config.name or 'unnamed'}.pt"
+    save_model(path, CSNet(config))
+    return str(path)
+
+
+def test_a_named_model_must_be_what_the_checkpoint_holds(tmp_path, weights_x1):
+    """The preset itself or a pruned form of it (no width above the preset's, and a
+    config named after no other preset); without a model name the checkpoint decides."""
+    from sod100k.models.config import unpruned
+
+    pruned_x1 = load_model(weights=weights_x1).config.with_name("csnet-l-x1-pruned")
+    assert load_model("csnet-l-x1", _saved(tmp_path, pruned_x1)).config == pruned_x1
+    with pytest.raises(CheckpointError, match=r"holds csnet-l-x1-pruned, not the csnet-l-x2 named"):
+        load_model("csnet-l-x2", _saved(tmp_path, pruned_x1))
+    custom = _saved(tmp_path, unpruned(30))  # a net of the user's own width, unnamed
+    with pytest.raises(
+        CheckpointError,
+        match=r"not the csnet-l-x1 named nor a pruned form of it \(unit 0 output has 15 "
+        r"channels on branch 0, not at most 10\)",
+    ):
+        load_model("csnet-l-x1", custom)
+    assert load_model("csnet-l-x2", custom).config == unpruned(30)  # fits: could be pruned x2
+    assert load_model(weights=custom).config == unpruned(30)
+    with pytest.raises(CheckpointError, match=r"a csnet model .* not the csf-res2net50 named"):
+        load_model("csf-res2net50", custom)

@@ -13,7 +13,7 @@ from sod100k.checkpoints.errors import CHECKPOINT_FORMS, CheckpointError
 from sod100k.checkpoints.native import read_checkpoint, save_checkpoint
 from sod100k.checkpoints.reference import find_reference_files, load_reference
 from sod100k.models import registry
-from sod100k.models.config import ConfigError
+from sod100k.models.config import ConfigError, LayerConfig, wider_than
 from sod100k.utils.sniff import describe_folder
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,53 @@ def build_and_load(arch_name: str, config: Any, state: dict[str, torch.Tensor], 
     return model
 
 
+def check_model_matches(model: str, arch: str, config: Any, origin: str) -> None:
+    """Refuse weights that are not the named preset or a pruned form of it.
+
+    A checkpoint agrees with a preset when it has the preset's architecture and, for a
+    CSNet, none of its widths exceeds the preset's (pruning only removes channels), and
+    its config's name, if it is a preset's (``csnet-L-x2`` of the released folder,
+    ``csnet-l-x1-pruned`` of a pruned run), is this preset's.
+
+    Args:
+        model: The preset name the caller gave.
+        arch: The checkpoint's architecture.
+        config: The checkpoint's config object.
+        origin: Where the weights came from, for the message.
+
+    Raises:
+        ValueError: Unknown preset name.
+        CheckpointError: The checkpoint is another model; the message names both.
+    """
+    preset = registry.get_preset(model)
+    label = getattr(config, "name", "") or f"a {arch} model"
+    if preset.arch != arch:
+        problem = f"a {arch} model ({label}), not the {model} named"
+    elif isinstance(config, LayerConfig):
+        named = _preset_named(config.name)
+        excess = wider_than(config, preset.make_config())
+        if named and named != preset.name.lower():
+            problem = f"{label}, not the {model} named"
+        elif excess:
+            problem = f"{label}, not the {model} named nor a pruned form of it ({excess})"
+        else:
+            return
+    else:
+        return
+    raise CheckpointError(
+        f"{origin}: holds {problem}; name the model it holds, or none, to use the "
+        "checkpoint as it is"
+    )
+
+
+def _preset_named(name: str) -> str | None:
+    """The preset a config name refers to (``csnet-L-x2-pruned`` -> ``csnet-l-x2``)."""
+    base = name.lower()
+    while base.endswith("-pruned"):
+        base = base.removesuffix("-pruned")
+    return base if base in registry.list_presets() else None
+
+
 def load_model(
     model: str | None = None,
     weights: str | Path | None = None,
@@ -149,8 +196,9 @@ def load_model(
 
     Raises:
         ValueError: Neither ``model`` nor ``weights`` is given, or ``model`` is unknown.
-        CheckpointError: The weights cannot be read, hold another architecture than
-            ``model``, or do not fit it.
+        CheckpointError: The weights cannot be read, or are not ``model`` nor a pruned
+            form of it (see
+            [`check_model_matches`][sod100k.checkpoints.loading.check_model_matches]).
     """
     if weights is None:
         if model is None:
@@ -159,11 +207,7 @@ def load_model(
     else:
         arch, config, state, meta = load_weights(weights)
         if model is not None:
-            preset = registry.get_preset(model)
-            if preset.arch != arch:
-                raise CheckpointError(
-                    f"{weights}: holds a {arch!r} model, not a {preset.arch!r} ({model})"
-                )
+            check_model_matches(model, arch, config, str(weights))
         net = build_and_load(arch, config, state, str(weights))
         net.checkpoint_metadata = meta
     return net.to(device).eval()

@@ -337,6 +337,47 @@ def _validate_head(cfg: LayerConfig) -> None:
         raise ConfigError(f"head out_channels must be positive, got {h.out_channels}")
 
 
+def wider_than(cfg: LayerConfig, bound: LayerConfig) -> str | None:
+    """Where ``cfg`` has more channels than ``bound``, i.e. why it cannot be ``bound``
+    or a pruned form of it (pruning only removes channels).
+
+    Args:
+        cfg: A config, for instance a checkpoint's.
+        bound: The config it should fit in, for instance a preset's.
+
+    Returns:
+        ``None`` when every width of ``cfg`` is at most ``bound``'s (same stage depths,
+        branches and dilations); else the first difference, such as ``"unit 0 has 20
+        output channels on branch 0, not at most 10"``.
+    """
+    if cfg.stage_depths != bound.stage_depths:
+        return f"stage depths {list(cfg.stage_depths)}, not {list(bound.stage_depths)}"
+    pairs = [
+        pair
+        for i, (a, b) in enumerate(zip(cfg.units, bound.units, strict=True))
+        for pair in (
+            (f"unit {i} input", a.in_channels, b.in_channels),
+            (f"unit {i} output", a.out_channels, b.out_channels),
+        )
+    ]
+    h, hb = cfg.head, bound.head
+    if h.dilations != hb.dilations:
+        return f"head dilations {list(h.dilations)}, not {list(hb.dilations)}"
+    pairs += [("head fuse", h.fuse_channels, hb.fuse_channels)]
+    pairs += [
+        (f"head dilated branch {k}", a, b)
+        for k, (a, b) in enumerate(zip(h.dilation_channels, hb.dilation_channels, strict=True))
+    ]
+    pairs += [("head merge", (h.out_channels,), (hb.out_channels,))]
+    for where, widths, limits in pairs:
+        if len(widths) != len(limits):
+            return f"{where} has {len(widths)} branches, not {len(limits)}"
+        for k, (w, limit) in enumerate(zip(widths, limits, strict=True)):
+            if w > limit:
+                return f"{where} has {w} channels on branch {k}, not at most {limit}"
+    return None
+
+
 def unpruned(width: int, split: tuple[float, ...] = DEFAULT_SPLIT, name: str = "") -> LayerConfig:
     """The unpruned CSNet of base width ``width``.
 
