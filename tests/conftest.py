@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,28 @@ def tiny_data(tmp_path) -> Path:
         Image.fromarray(img).save(root / "images" / f"{i:02d}.jpg")
         Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
     return root
+
+
+@pytest.fixture
+def deny_writes(monkeypatch):
+    """``deny_writes(folder)``: creating a temporary file directly in ``folder`` fails
+    with EACCES, as in a read-only folder or on a read-only mount, for root too (root
+    writes into a chmod 555 folder, and CI runs as root). Every probe and atomic write
+    of sod100k creates its file with ``tempfile.mkstemp``."""
+    real = tempfile.mkstemp
+
+    def deny(folder: Path) -> None:
+        denied = Path(folder).resolve()
+
+        def mkstemp(*args, **kwargs):
+            where = kwargs.get("dir")
+            if where is not None and Path(where).resolve() == denied:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+    return deny
 
 
 @pytest.fixture

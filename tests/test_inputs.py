@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from sod100k.infer.inputs import (
     classify_inputs,
     plan_run,
     resolve_output,
+    split_writable,
 )
 
 
@@ -209,15 +209,21 @@ def test_unwritable_output_folders(tree) -> None:
     assert len(ok) == 3 and not failed and not Path("new").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_output_folder(tree) -> None:
+def test_read_only_output_folder(tree, deny_writes) -> None:
     Path("ro").mkdir()
-    Path("ro").chmod(0o555)
-    try:
-        ok, failed = check_writable(plan(["photos"], "ro").jobs)
-    finally:
-        Path("ro").chmod(0o755)
-    assert not ok and "Permission denied" in failed[0][1]
+    deny_writes(Path("ro"))
+    ok, failed = check_writable(plan(["photos"], "ro").jobs)
+    assert not ok
+    assert sorted(failed) == [
+        ("ro", "cannot write here (Permission denied); 2 image(s) not processed"),
+        ("ro/sub", "cannot write here (Permission denied); 1 image(s) not processed"),
+    ]  # ro/sub does not exist yet: its nearest existing parent, ro, is what is tried
+    ok, failed = split_writable(["a", "b"], lambda name: Path("ro") / name, "video")
+    assert (
+        not ok
+        and [f[1] for f in failed]
+        == ["cannot write here (Permission denied); 1 video(s) not processed"] * 2
+    )
 
 
 @pytest.mark.parametrize("suffix", IMAGE_SUFFIXES)

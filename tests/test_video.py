@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from sod100k.cli import main
+from sod100k.cli import predict as predict_cli
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
 from sod100k.infer.video import VideoError, predict_video, video_output_path
@@ -204,3 +205,44 @@ def test_cli_writes_good_videos_skips_bad_ones_and_never_overwrites_an_input(
     assert code == 1
     assert "would overwrite an input" in capsys.readouterr().err
     assert clip.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("output", "fmt", "why"),
+    [
+        ("afile/out", "mask", "afile is not a folder"),  # a regular file in the way
+        ("ro", "mask", "Permission denied"),  # a read-only folder (injected: CI is root)
+        ("ro/sub", "rgba", "Permission denied"),  # below one
+    ],
+)
+def test_cli_refuses_an_unwritable_video_output_before_decoding(
+    tmp_path, clip, weights_x1, capsys, monkeypatch, deny_writes, output, fmt, why
+):
+    monkeypatch.chdir(tmp_path)
+    Path("afile").write_text("a file, not a folder")
+    Path("ro").mkdir()
+    deny_writes(Path("ro"))
+
+    def no_model(_args):
+        raise AssertionError("the model was loaded for outputs that cannot be written")
+
+    monkeypatch.setattr(predict_cli, "_load_predictor", no_model)
+    code = main(["predict", str(clip), "-o", output, "-f", fmt, "-w", str(weights_x1), "-q"])
+    assert code == 1
+    line = f"{output}: cannot write here ({why}); 1 video(s) not processed"
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {line}",
+        "1 item(s) failed:",
+        f"  {line}",
+    ]
+    assert not list(Path("ro").iterdir())
+
+
+def test_a_write_error_while_writing_a_video_is_one_line(tmp_path, clip, predictor, deny_writes):
+    """Past the check (the folder went read-only since, the disk filled): a VideoError
+    naming the output, not a traceback."""
+    deny_writes(tmp_path)
+    with pytest.raises(VideoError, match=rf"^{tmp_path}/clip.mp4: cannot write the video "
+                       r"\(Permission denied\)$"):  # fmt: skip
+        predict_video(clip, tmp_path / "clip.mp4", predictor, progress=False)
+    assert not list(tmp_path.iterdir())

@@ -34,9 +34,10 @@ from sod100k.infer.inputs import (
     classify_inputs,
     plan_run,
     resolve_output,
+    split_writable,
 )
 from sod100k.infer.predictor import Predictor
-from sod100k.infer.video import VIDEO_SUFFIXES, is_video, predict_videos
+from sod100k.infer.video import VIDEO_SUFFIXES, is_video, predict_videos, video_output_path
 
 EXIT_CODES = """\
 exit status:
@@ -195,7 +196,13 @@ def run(args: argparse.Namespace) -> int:
         jobs, unwritable = check_writable(plan.jobs)
         for what, message in unwritable:
             failures.add(what, message)
-        _report_planned(failures)
+    if videos:
+        videos, unwritable = split_writable(
+            videos, lambda v: video_output_path(v, args.output, args.format).parent, "video"
+        )
+        for what, message in unwritable:
+            failures.add(what, message)
+    _report_planned(failures)
     written = 0
     predictor = _load_predictor(args) if jobs or videos else None
     if jobs:

@@ -5,7 +5,8 @@ is (standard input, a file, a folder, a glob pattern, or nothing); :func:`resolv
 turns ``-o`` into a destination (standard output, one file, a folder, or beside the
 inputs) and checks that the output name and the format agree; :func:`plan_run` lists the
 images, names every output and refuses any output that would land on an input. Finally
-:func:`check_writable` finds unwritable output folders before any model is loaded.
+:func:`check_writable` (images) and :func:`split_writable` (anything, videos too) find
+unwritable output folders before any model is loaded.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import glob
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sod100k.data.images import IMAGE_SUFFIXES
 
@@ -37,6 +38,8 @@ InputKind = Literal["stdin", "file", "folder", "glob", "missing"]
 OutputKind = Literal["stdout", "file", "folder", "beside"]
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
+
+T = TypeVar("T")
 
 
 class PlanError(ValueError):
@@ -394,22 +397,40 @@ def check_writable(jobs: Sequence[Job]) -> tuple[list[Job], list[tuple[str, str]
         The jobs whose folder is writable, and one ``(folder, message)`` per folder that
         is not (with how many images it would have held).
     """
+    return split_writable(jobs, lambda job: None if job.dst is None else job.dst.parent, "image")
+
+
+def split_writable(
+    items: Sequence[T], folder_of: Callable[[T], Path | None], noun: str
+) -> tuple[list[T], list[tuple[str, str]]]:
+    """Split ``items`` by whether their output folder can be written (see
+    :func:`check_writable`).
+
+    Args:
+        items: what is to be written (jobs, video paths, ...).
+        folder_of: the output folder of an item, ``None`` when it writes no file.
+        noun: what an item is, for the messages (``"image"``, ``"video"``).
+
+    Returns:
+        The items whose folder is writable, and ``(folder, "cannot write here (why); N
+        <noun>(s) not processed")`` per folder that is not.
+    """
     verdicts: dict[Path, str | None] = {}
     blocked: dict[Path, int] = {}
     ok = []
-    for job in jobs:
-        if job.dst is None:
-            ok.append(job)
+    for item in items:
+        folder = folder_of(item)
+        if folder is None:
+            ok.append(item)
             continue
-        folder = job.dst.parent
         if folder not in verdicts:
             verdicts[folder] = _unwritable_reason(folder)
         if verdicts[folder] is None:
-            ok.append(job)
+            ok.append(item)
         else:
             blocked[folder] = blocked.get(folder, 0) + 1
     failed = [
-        (str(folder), f"cannot write here ({verdicts[folder]}); {n} image(s) not processed")
+        (str(folder), f"cannot write here ({verdicts[folder]}); {n} {noun}(s) not processed")
         for folder, n in blocked.items()
     ]
     return ok, failed

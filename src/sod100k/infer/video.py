@@ -220,6 +220,8 @@ def predict_video(
                 ).run()
         except av.FFmpegError as e:
             raise VideoError(f"{dst}: cannot write the video: {_reason(e)}") from e
+        except OSError as e:  # the output folder: permissions, a file in the way, space
+            raise VideoError(f"{dst}: cannot write the video ({e.strerror or e})") from e
         return VideoReport(src, dst, frames, time.perf_counter() - start, audio)
 
 
