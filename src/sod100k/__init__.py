@@ -12,11 +12,14 @@ The top level holds what most programs need:
 * [`create_model`][sod100k.models.registry.create_model],
   [`list_presets`][sod100k.models.registry.list_presets] and
   [`LayerConfig`][sod100k.models.config.LayerConfig]: build networks by preset name or
-  from explicit widths.
+  from explicit widths;
+* [`set_max_megapixels`][sod100k.data.images.set_max_megapixels]: decode images larger
+  than 100 MP.
 """
 
 from sod100k.api import overlay, predict, remove_background, saliency
 from sod100k.checkpoints.loading import load_model, save_model
+from sod100k.data.images import set_max_megapixels
 from sod100k.models import LayerConfig, create_model, list_presets
 
 __version__ = "0.1.0"
@@ -32,4 +35,5 @@ __all__ = [
     "remove_background",
     "saliency",
     "save_model",
+    "set_max_megapixels",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -10,6 +11,7 @@ import sys
 from sod100k import __version__
 from sod100k.checkpoints.errors import CheckpointError
 from sod100k.cli.common import CLIError, setup_logging
+from sod100k.data import images
 from sod100k.models.config import ConfigError
 
 #: Sub-command modules; each defines ``add_parser(subparsers)`` and a ``run(args) -> int``.
@@ -38,6 +40,37 @@ exit status:
   130  interrupted (Ctrl-C)"""
 
 
+#: Commands that decode images: they take ``--max-megapixels`` (``serve`` has its own,
+#: the per-request limit, which raises the decoder's as needed).
+DECODING_COMMANDS = ("predict", "cutout", "evaluate", "benchmark", "export", "train", "finetune")
+
+#: How "image too large" messages say to raise the limit on the command line.
+RAISE_LIMIT_ADVICE = f"raise it with --max-megapixels MP or {images.MAX_MEGAPIXELS_ENV}=MP"
+
+
+def add_image_limit_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=None,
+        metavar="MP",
+        help=f"decode images up to MP megapixels (default: ${images.MAX_MEGAPIXELS_ENV}, "
+        f"else {images.DEFAULT_MAX_MEGAPIXELS:g}); larger ones are refused, one line each",
+    )
+
+
+def _image_limit(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The image limit ``args`` ask for, with the command line's advice in messages."""
+    megapixels = getattr(args, "max_megapixels", None) if args.command != "serve" else None
+    if megapixels is not None and not megapixels > 0:
+        raise CLIError(f"--max-megapixels must be positive, got {megapixels:g}")
+    try:
+        images.max_pixels()
+    except ValueError as e:  # a bad $SOD100K_MAX_MEGAPIXELS
+        raise CLIError(str(e)) from e
+    return images.decode_limit(megapixels, RAISE_LIMIT_ADVICE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sod100k`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -55,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"sod100k.cli.{name}")
         p = module.add_parser(sub)
+        if name in DECODING_COMMANDS:
+            add_image_limit_arg(p)
         p.set_defaults(func=module.run)
     return parser
 
@@ -71,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
-        return int(args.func(args) or 0)
+        with _image_limit(args):
+            return int(args.func(args) or 0)
     except (CLIError, CheckpointError, ConfigError, FileNotFoundError) as e:
         message = " ".join(str(e).split())  # one line, whatever the library said
         print(f"sod100k {args.command}: error: {message}", file=sys.stderr)

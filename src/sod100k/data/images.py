@@ -8,16 +8,28 @@ image, decompression bombs) in the same words.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
+import os
+import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-#: Images larger than this many pixels are refused (Pillow's decompression-bomb guard
-#: warns at 89 MP; we refuse instead of warning).
-MAX_PIXELS = 100_000_000
+#: Images larger than this many megapixels are refused unless the limit is raised (with
+#: :func:`set_max_megapixels`, ``$SOD100K_MAX_MEGAPIXELS`` or ``--max-megapixels``).
+DEFAULT_MAX_MEGAPIXELS = 100.0
+#: Environment variable that sets the limit, in megapixels.
+MAX_MEGAPIXELS_ENV = "SOD100K_MAX_MEGAPIXELS"
+#: How an "image too large" message says to raise the limit. The Python wording; the
+#: command line names its option instead while it runs (see ``sod100k.cli.main``).
+RAISE_LIMIT_ADVICE = f"raise it with sod100k.set_max_megapixels(MP) or {MAX_MEGAPIXELS_ENV}=MP"
+
+_max_pixels: int | None = None  # set_max_megapixels(); None: the environment or default
 #: Smallest side accepted; the networks need at least 16 px after resizing anyway.
 MIN_SIDE = 1
 
@@ -33,6 +45,96 @@ IMAGE_SUFFIXES = (
 
 class ImageError(ValueError):
     """An input that cannot be used as an image; the message names the file."""
+
+
+def _megapixels(value: float, source: str) -> int:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{source}: the image limit must be a positive number of megapixels")
+    return int(value * 1e6)
+
+
+def set_max_megapixels(megapixels: float | None) -> None:
+    """Set the largest image that is decoded, for this process.
+
+    Larger images are refused with an [`ImageError`][sod100k.data.images.ImageError]
+    naming the file and its size. Pillow's decompression-bomb guard is raised to the
+    same limit (it is never lower than ours).
+
+    Args:
+        megapixels: The limit in millions of pixels; ``None`` goes back to
+            ``$SOD100K_MAX_MEGAPIXELS``, else 100.
+
+    Raises:
+        ValueError: ``megapixels`` is not a positive number.
+    """
+    global _max_pixels
+    _max_pixels = None if megapixels is None else _megapixels(megapixels, "max_megapixels")
+
+
+@contextlib.contextmanager
+def decode_limit(megapixels: float | None, advice: str | None = None) -> Iterator[None]:
+    """Within the block: the image limit is ``megapixels`` (``None``: unchanged; child
+    processes inherit it through ``$SOD100K_MAX_MEGAPIXELS``) and too-large messages
+    advise ``advice`` (``None``: unchanged). Both are restored afterwards.
+
+    Raises:
+        ValueError: ``megapixels`` is not a positive number.
+    """
+    global RAISE_LIMIT_ADVICE, _max_pixels
+    saved = (_max_pixels, RAISE_LIMIT_ADVICE, os.environ.get(MAX_MEGAPIXELS_ENV))
+    try:
+        if megapixels is not None:
+            set_max_megapixels(megapixels)
+            os.environ[MAX_MEGAPIXELS_ENV] = f"{megapixels:g}"
+        if advice is not None:
+            RAISE_LIMIT_ADVICE = advice
+        yield
+    finally:
+        _max_pixels, RAISE_LIMIT_ADVICE, env = saved
+        if env is None:
+            os.environ.pop(MAX_MEGAPIXELS_ENV, None)
+        else:
+            os.environ[MAX_MEGAPIXELS_ENV] = env
+
+
+def max_pixels() -> int:
+    """The largest image decoded, in pixels: :func:`set_max_megapixels`, else
+    ``$SOD100K_MAX_MEGAPIXELS``, else 100 MP.
+
+    Raises:
+        ValueError: ``$SOD100K_MAX_MEGAPIXELS`` is set to something else than a positive
+            number.
+    """
+    if _max_pixels is not None:
+        return _max_pixels
+    value = os.environ.get(MAX_MEGAPIXELS_ENV, "").strip()
+    if not value:
+        return int(DEFAULT_MAX_MEGAPIXELS * 1e6)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    return _megapixels(number, f"{MAX_MEGAPIXELS_ENV}={value!r}")
+
+
+def pillow_guard_at_limit() -> int:
+    """Raise Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 MP by
+    default) to :func:`max_pixels` when it is lower, so that it never refuses an image
+    our limit accepts; returns the limit. A lower limit of ours is checked by us."""
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+    return limit
+
+
+def too_large(name: str, pixels: int, size: tuple[int, int] | None = None) -> ImageError:
+    """The error for an image over :func:`max_pixels`: the file, its megapixels, the
+    limit and how to raise it (:data:`RAISE_LIMIT_ADVICE`)."""
+    dims = f"{size[0]}x{size[1]} = " if size else ""
+    return ImageError(
+        f"{name}: image too large ({dims}{pixels / 1e6:.4g} MP; the limit is "
+        f"{max_pixels() / 1e6:g} MP: {RAISE_LIMIT_ADVICE})"
+    )
 
 
 def read_image_bytes(path: str | Path, name: str | None = None) -> bytes:
@@ -62,21 +164,21 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
         data = source
     else:
         data = read_image_bytes(source, name)
+    limit = pillow_guard_at_limit()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow warns from its limit up and refuses at twice it: we check ourselves.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data))
             w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP, "
-                    f"limit {MAX_PIXELS / 1e6:.0f} MP)"
-                )
+            if w * h > limit:
+                raise too_large(name, w * h, (w, h))
             img.load()
         except ImageError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(f"{name}: refused as a decompression bomb ({e})") from e
+        except Image.DecompressionBombError as e:
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            raise too_large(name, int(found.group(1)) if found else 2 * limit + 1) from e
         except UnidentifiedImageError as e:
             raise ImageError(f"{name}: not an image file (unrecognised format)") from e
         except (OSError, SyntaxError, ValueError) as e:
@@ -113,8 +215,8 @@ def load_rgb(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
 
     Raises:
         ImageError: Unreadable, empty, corrupt or truncated file, not an image, an image
-            over 100 MP (decompression bomb), or malformed EXIF; the message names the
-            file.
+            over [`max_pixels`][sod100k.data.images.max_pixels] (100 MP unless raised), or
+            malformed EXIF; the message names the file.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     img = _open(source, name)

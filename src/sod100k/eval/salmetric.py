@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sod100k.data.images import MAX_PIXELS, ImageError, read_image_bytes
+from sod100k.data.images import ImageError, max_pixels, read_image_bytes, too_large
 
 #: The tool's ``THREASHOLDS``: thresholds 0..255, a pixel is positive when ``> th``.
 THRESHOLDS = 256
@@ -102,8 +102,8 @@ def read_gray(path: str | Path) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None or img.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode")
-    if img.size > MAX_PIXELS:
-        raise ImageError(f"{path}: image too large ({img.shape[1]}x{img.shape[0]})")
+    if img.size > max_pixels():
+        raise too_large(str(path), img.size, (img.shape[1], img.shape[0]))
     return img
 
 

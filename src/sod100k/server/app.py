@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sod100k import __version__
+from sod100k.data import images
 from sod100k.infer.predictor import Predictor
 from sod100k.server.imaging import RequestError, cutout_png, preview_jpeg, probe, saliency_png
 from sod100k.server.limits import Admission, BodyLimitMiddleware
@@ -114,8 +115,13 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
 
     Returns:
         The ASGI application, wrapped in the streaming body limit.
+
+    Raises:
+        ValueError: ``$SOD100K_MAX_MEGAPIXELS`` is not a positive number.
     """
     settings = settings or ServerSettings()
+    if settings.max_pixels > images.max_pixels():  # decode what the header check admits
+        images.set_max_megapixels(settings.max_pixels / 1e6)
     pool = ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="sod-infer")
     large_pool = ThreadPoolExecutor(max(1, settings.large_slots), thread_name_prefix="sod-large")
     admission = Admission(settings.large_slots, settings.retry_after)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sod100k.data.images import ImageError, load_rgb, to_rgb
+from sod100k.data.images import ImageError, load_rgb, pillow_guard_at_limit, to_rgb
 from sod100k.infer.bounded import network_input
 from sod100k.infer.cutout import alpha_matte
 from sod100k.infer.predictor import Predictor
@@ -47,14 +47,15 @@ def probe(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
     """
     if not data:
         raise RequestError(400, f"{name}: empty file (0 bytes)")
+    pillow_guard_at_limit()  # the decoder's limit, at least max_pixels (see serve)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
             with Image.open(io.BytesIO(data)) as img:
                 w, h = img.size
     except UnidentifiedImageError as e:
         raise RequestError(415, f"{name}: not an image file (unrecognised format)") from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise RequestError(413, f"{name}: refused as a decompression bomb ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise RequestError(400, f"{name}: corrupt or truncated image ({e})") from e
