@@ -81,6 +81,12 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="torch.compile the step's loss (compiles for minutes first; long runs only)",
     )
+    p.add_argument(
+        "--checkpoint-activations",
+        action=argparse.BooleanOptionalAction,
+        help="keep only each block's input for the backward pass and recompute the rest "
+        "there: much less memory, the same gradients, about one more forward pass of time",
+    )
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -127,6 +133,7 @@ OPTION_NAMES = [
     "bn_recalibrate",
     "memory_format",
     "compile",
+    "checkpoint_activations",
 ]
 
 
@@ -158,9 +165,12 @@ def run(args: argparse.Namespace, finetune: bool = False) -> int:
     finally:
         trainer.close()
     if trainer.is_main and history:
-        last = history[-1]
+        last = dict(history[-1])
+        peak = last.pop("peak_rss_gb", None)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items())
         print(f"{out}: {len(history)} epoch(s) trained; last: {shown}")
+        if peak is not None:
+            print(f"peak memory (resident, main process): {peak:.2f} GB")
     return 0
 
 

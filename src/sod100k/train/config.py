@@ -38,7 +38,9 @@ class TrainConfig:
 
     ``memory_format`` is ``"auto"`` (NHWC on CPU, where oneDNN convolutions run faster
     in it), ``"channels_last"`` or ``"contiguous"``; ``compile`` builds the step's loss
-    with ``torch.compile``.
+    with ``torch.compile``. ``checkpoint_activations`` keeps only each block's input for
+    the backward pass and recomputes the rest there (less memory, the same gradients and
+    BatchNorm statistics; see :mod:`sod100k.train.memory`).
     """
 
     data: str
@@ -73,6 +75,7 @@ class TrainConfig:
     bn_recalibrate: bool = False
     memory_format: str = "auto"
     compile: bool = False
+    checkpoint_activations: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "accumulate", "epochs"):

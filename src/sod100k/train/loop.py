@@ -31,6 +31,7 @@ from sod100k.models.config import ConfigError
 from sod100k.models.csnet import CSNet
 from sod100k.train.config import TrainConfig
 from sod100k.train.dwd import DynamicWeightDecay
+from sod100k.train.memory import enable_activation_checkpointing, peak_rss_bytes
 from sod100k.train.metrics_log import MetricsLog
 from sod100k.train.step import StepLoss, bce_loss, use_channels_last
 from sod100k.utils.malloc import keep_freed_memory
@@ -69,6 +70,8 @@ class Trainer:
         self.channels_last = use_channels_last(cfg.memory_format, self.device)
         if self.channels_last:  # before DDP wraps the parameters
             self.model.to(memory_format=torch.channels_last)
+        if cfg.checkpoint_activations:
+            enable_activation_checkpointing(self.model)
         self._set_train_mode()
         self.dwd = self._build_dwd()
         self.optimizer = self._build_optimizer()
@@ -319,6 +322,7 @@ class Trainer:
                 values["lr"] = lr_at(self.cfg, epoch)
             if self.is_main:
                 values.update(self.validate())
+                values["peak_rss_gb"] = peak_rss_bytes() / 1e9
                 self.metrics.write(epoch + 1, values)
                 self._save(epoch, values)
                 log.info("epoch %d: %s", epoch + 1, values)

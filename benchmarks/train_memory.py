@@ -1,0 +1,129 @@
+"""Peak memory and step time of the CSNet training step, with and without activation
+checkpointing (``sod100k train --checkpoint-activations``).
+
+Each cell runs in a fresh interpreter, one after the other (their peaks must not add
+up), and runs the trainer's CPU step exactly as ``sod100k train`` builds it for the
+default recipe (the ``Trainer``'s own model, channels-last ``StepLoss`` with dynamic
+weight decay, Adam with the recipe's weight-decay groups and allocator setting) on a
+random batch of ``--batch`` images at ``--size``. It reports the peak resident memory of the process
+(``getrusage``: libraries, model, batch and the step's tensors) and the median time of
+``--steps`` steps after one warm-up step.
+
+Usage:
+    python benchmarks/train_memory.py [--models csnet-l-x1 csnet-l-x2] [--batch 24]
+        [--size 224] [--threads 2] [--steps 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from hostinfo import cpu_model
+from isolated import run_cell, worker_cell
+
+
+def measure(cell: dict) -> dict:
+    """One cell in this process: build the trainer's step, run it, report memory and time."""
+    import tempfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from sod100k.train.config import build_config
+    from sod100k.train.loop import Trainer
+    from sod100k.train.memory import peak_rss_bytes
+
+    torch.set_num_threads(cell["threads"])
+    with tempfile.TemporaryDirectory(prefix="sod100k-train-memory-") as tmp:
+        data = Path(tmp) / "data"  # one pair: the Trainer wants a dataset folder
+        (data / "images").mkdir(parents=True)
+        (data / "masks").mkdir()
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "images" / "a.png")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(data / "masks" / "a.png")
+        overrides = {
+            "data": str(data),
+            "out": str(Path(tmp) / "run"),
+            "model": cell["model"],
+            "checkpoint_activations": cell["checkpoint"],
+            "workers": 0,
+        }
+        trainer = Trainer(build_config("csnet", overrides))
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(cell["batch"], 3, cell["size"], cell["size"], generator=g)
+        y = torch.rand(cell["batch"], 1, cell["size"], cell["size"], generator=g)
+        before = peak_rss_bytes()
+        times = []
+        for _ in range(1 + cell["steps"]):  # the inner loop of Trainer.train_epoch
+            start = time.perf_counter()
+            loss, _, _ = trainer.step_loss(x, y)
+            loss.backward()
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - start)
+        trainer.close()
+    return {
+        **cell,
+        "rss_before_step_gb": round(before / 1e9, 3),
+        "peak_rss_gb": round(peak_rss_bytes() / 1e9, 3),
+        "step_s": [round(t, 3) for t in times[1:]],
+        "median_step_s": round(statistics.median(times[1:]), 3),
+    }
+
+
+def main() -> None:
+    cell = worker_cell(sys.argv)
+    if cell is not None:
+        print(json.dumps(measure(cell)), flush=True)
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["csnet-l-x1", "csnet-l-x2"])
+    p.add_argument("--batch", type=int, default=24)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    p.add_argument("--json", type=Path, help="also write the raw results here")
+    args = p.parse_args()
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    command = "python benchmarks/train_memory.py " + shlex.join(sys.argv[1:])
+    rows = []
+    for model in args.models:
+        for checkpoint in (False, True):
+            cell = {
+                "model": model,
+                "checkpoint": checkpoint,
+                "batch": args.batch,
+                "size": args.size,
+                "threads": args.threads,
+                "steps": args.steps,
+            }
+            rows.append(run_cell(__file__, cell))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"{cpu_model()}; {when}; batch {args.batch} at {args.size}x{args.size}, "
+          f"{args.threads} threads. Command: `{command}`\n")  # fmt: skip
+    print("| model | activations | peak RSS GB | step s (median) | memory | time |")
+    print("|---|---|---:|---:|---:|---:|")
+    plain = {}
+    for r in rows:
+        base = plain.setdefault(r["model"], r)
+        memory = r["peak_rss_gb"] / base["peak_rss_gb"]
+        slower = r["median_step_s"] / base["median_step_s"]
+        label = "checkpointed" if r["checkpoint"] else "kept (default)"
+        print(f"| {r['model']} | {label} | {r['peak_rss_gb']:.2f} | {r['median_step_s']:.2f} "
+              f"| x{memory:.2f} | x{slower:.2f} |")  # fmt: skip
+    if args.json:
+        results = {"cpu": cpu_model(), "date": when, "command": command, "rows": rows}
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
