@@ -89,7 +89,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="MAE, max/mean/adaptive F-measure (beta^2 = 0.3), S-measure, "
         "max/mean/adaptive E-measure and weighted F-measure, computed with PySODMetrics; "
         "or (--protocol salmetric) max/mean F and MAE as the SOD100K authors' SalMetric "
-        "computes them. Files are matched by stem; masks are binarised at 128.",
+        "computes them. Files are matched by stem, in sub-folders too (maps/sub/a.png with "
+        "masks/sub/a.png, as predict mirrors them); masks are binarised at 128.",
     )
     p.add_argument("--pred", required=True, type=Path, help="folder of saliency maps")
     p.add_argument("--gt", required=True, type=Path, help="folder of ground-truth masks")

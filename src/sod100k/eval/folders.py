@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sod100k.eval import salmetric
-from sod100k.eval.pairing import Pairing, pair_by_stem
+from sod100k.eval.pairing import Pairing, name_list, pair_by_stem
 from sod100k.eval.parallel import PYSOD, SALMETRIC, evaluate_pairs
 from sod100k.eval.report import EvalResult
 
@@ -56,7 +56,8 @@ def evaluate_folders(
     salmetric_threads: int = salmetric.DEFAULT_THREADS,
     size_mismatch: str = "reference",
 ) -> FolderEvaluation:
-    """Pair by stem (raises :class:`~sod100k.eval.pairing.PairingError`), then score.
+    """Pair maps with masks (recursively, see :func:`~sod100k.eval.pairing.pair_by_stem`;
+    raises :class:`~sod100k.eval.pairing.PairingError`), then score.
 
     ``protocol`` is ``"pysodmetrics"``, ``"salmetric"`` or ``"both"``; see
     :func:`~sod100k.eval.parallel.evaluate_pairs` for the SalMetric options.
@@ -65,14 +66,31 @@ def evaluate_folders(
     pairing = pair_by_stem(pred_dir, gt_dir, allow_missing)
     if pairing.missing:
         log.warning(
-            "%s: %d mask(s) have no prediction; scoring the %d common files",
+            "%s: %d mask(s) have no prediction (%s); scoring the %d common files",
             dataset,
             len(pairing.missing),
+            name_list(pairing.missing),
             len(pairing.pairs),
         )
     if pairing.extra:
         log.warning(
-            "%s: %d prediction(s) have no mask and are ignored", dataset, len(pairing.extra)
+            "%s: %d prediction(s) have no mask and are ignored (%s)",
+            dataset,
+            len(pairing.extra),
+            name_list(pairing.extra),
+        )
+    if pairing.skipped:
+        log.warning(
+            "%s: %d file(s) are not images by their suffix and were skipped (%s)",
+            dataset,
+            len(pairing.skipped),
+            name_list([str(p) for p in pairing.skipped]),
+        )
+    if pairing.by_name:
+        log.info(
+            "%s: %d map(s) paired with a mask of the same name in another sub-folder",
+            dataset,
+            pairing.by_name,
         )
     outcome = evaluate_pairs(
         pairing.pairs,
