@@ -33,6 +33,12 @@ def test_mkdocs_build_strict_has_no_warnings(tmp_path: Path) -> None:
     api = (tmp_path / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     # the API reference really was generated from the docstrings
     assert "remove_background" in api and "Returns" in api
+    # a Returns description over several lines is one row, not one row per line
+    start = api.index('id="sod100k.api.weights_home"')
+    returns = api[api.index("Returns:", start) :]
+    table = returns[: returns.index("</table>")]
+    assert table.count('<tr class="doc-section-item">') == 1, table
+    assert "SOD100K_HOME</code> is unset" in table
 
 
 def _readme_links() -> list[str]:
