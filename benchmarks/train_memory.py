@@ -6,8 +6,9 @@ up), and runs the trainer's CPU step exactly as ``sod100k train`` builds it for 
 default recipe (the ``Trainer``'s own model, channels-last ``StepLoss`` with dynamic
 weight decay, Adam with the recipe's weight-decay groups and allocator setting) on a
 random batch of ``--batch`` images at ``--size``. It reports the peak resident memory of the process
-(``getrusage``: libraries, model, batch and the step's tensors) and the median time of
-``--steps`` steps after one warm-up step.
+(``getrusage``: libraries, model, batch and the step's tensors) and the median wall-clock
+and CPU time of ``--steps`` steps after one warm-up step (CPU time varies less with other
+load on the machine).
 
 Usage:
     python benchmarks/train_memory.py [--models csnet-l-x1 csnet-l-x2] [--batch 24]
@@ -60,14 +61,15 @@ def measure(cell: dict) -> dict:
         x = torch.randn(cell["batch"], 3, cell["size"], cell["size"], generator=g)
         y = torch.rand(cell["batch"], 1, cell["size"], cell["size"], generator=g)
         before = peak_rss_bytes()
-        times = []
+        times, cpu = [], []
         for _ in range(1 + cell["steps"]):  # the inner loop of Trainer.train_epoch
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             loss, _, _ = trainer.step_loss(x, y)
             loss.backward()
             trainer.optimizer.step()
             trainer.optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
         trainer.close()
     return {
         **cell,
@@ -75,6 +77,8 @@ def measure(cell: dict) -> dict:
         "peak_rss_gb": round(peak_rss_bytes() / 1e9, 3),
         "step_s": [round(t, 3) for t in times[1:]],
         "median_step_s": round(statistics.median(times[1:]), 3),
+        "cpu_s": [round(t, 3) for t in cpu[1:]],
+        "median_cpu_s": round(statistics.median(cpu[1:]), 3),
     }
 
 
@@ -110,16 +114,18 @@ def main() -> None:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{cpu_model()}; {when}; batch {args.batch} at {args.size}x{args.size}, "
           f"{args.threads} threads. Command: `{command}`\n")  # fmt: skip
-    print("| model | activations | peak RSS GB | step s (median) | memory | time |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | activations | peak RSS GB | memory | step s | time | step CPU s | CPU time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     plain = {}
     for r in rows:
         base = plain.setdefault(r["model"], r)
         memory = r["peak_rss_gb"] / base["peak_rss_gb"]
         slower = r["median_step_s"] / base["median_step_s"]
+        more_cpu = r["median_cpu_s"] / base["median_cpu_s"]
         label = "checkpointed" if r["checkpoint"] else "kept (default)"
-        print(f"| {r['model']} | {label} | {r['peak_rss_gb']:.2f} | {r['median_step_s']:.2f} "
-              f"| x{memory:.2f} | x{slower:.2f} |")  # fmt: skip
+        print(f"| {r['model']} | {label} | {r['peak_rss_gb']:.2f} | x{memory:.2f} "
+              f"| {r['median_step_s']:.2f} | x{slower:.2f} | {r['median_cpu_s']:.2f} "
+              f"| x{more_cpu:.2f} |")  # fmt: skip
     if args.json:
         results = {"cpu": cpu_model(), "date": when, "command": command, "rows": rows}
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -16,29 +16,17 @@ from sod100k.cli import main
 from sod100k.models import create_model
 from sod100k.models.config import ConfigError
 from sod100k.train import memory
-from sod100k.train.dwd import DynamicWeightDecay
 from sod100k.train.memory import enable_activation_checkpointing, peak_rss_bytes
-from sod100k.train.step import StepLoss
+from test_train_step import _step as adam_steps
 
 
-def _steps(model: torch.nn.Module, dtype: torch.dtype, steps: int = 2):
-    """Losses, gradients and the final state of ``steps`` trainer steps (channels-last
-    StepLoss with DWD, Adam) on a fixed batch."""
+def _steps(model: torch.nn.Module, dtype: torch.dtype):
+    """Losses, gradients and the final state (BatchNorm buffers included) of two trainer
+    steps (channels-last StepLoss with DWD, Adam) on a fixed batch."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 48, 32, generator=g, dtype=dtype)
     y = torch.rand(2, 1, 48, 32, generator=g, dtype=dtype)
-    dwd = DynamicWeightDecay(model)
-    loss_fn = StepLoss(model, dwd, channels_last=True)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=5e-3)
-    losses, grads = [], []
-    for _ in range(steps):
-        loss, bce, penalty = loss_fn(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(torch.stack([loss, bce, penalty]).detach())
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
-    dwd.remove()
+    losses, grads, _ = adam_steps(model, x, y, channels_last=True)
     return losses, grads, {k: v.clone() for k, v in model.state_dict().items()}
 
 
