@@ -21,6 +21,7 @@ from sod100k.cli.common import (
     add_model_args,
     add_runtime_args,
     backend_from_args,
+    batch_size,
     check_device,
     positive,
 )
@@ -148,9 +149,10 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
     g.add_argument(
         "--streams",
         type=int,
-        default=1,
-        help="batches run through the network concurrently (default 1); try "
-        "--streams 2 --threads 1 --batch-size 1 against the default on your CPU",
+        default=None,
+        help="network calls in flight at once (default: for folders and videos, OpenVINO's "
+        "throughput setting, one single-threaded stream per core; for one image, 1: all "
+        "threads on it, the lowest latency); OpenVINO shares --threads between its streams",
     )
     add_model_args(p)
     add_runtime_args(p)
@@ -197,16 +199,20 @@ def run(args: argparse.Namespace) -> int:
             failures.add(what, message)
         _report_planned(failures)
     written = 0
-    predictor = _load_predictor(args) if jobs or videos else None
+    streams = args.streams
+    if streams is None:  # many images or a video: throughput; one image: latency
+        streams = None if len(jobs) > 1 or videos else 1
+    batch = batch_size(args, streams)
+    predictor = _load_predictor(args, streams) if jobs or videos else None
     if jobs:
         report = run_batch(
             jobs,
             predictor,
-            args.batch_size,
+            batch,
             args.workers,
             render,
             progress=not args.quiet and len(jobs) > 1,
-            streams=args.streams,
+            streams=streams,
         )
         written = len(report.written)
         for what, message in report.failed:
@@ -221,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
             predictor,
             args.format,
             threshold=args.threshold,
-            batch_size=args.batch_size,
+            batch_size=batch,
+            streams=streams,
             progress=not args.quiet,
             taken=images,
         )
@@ -233,10 +240,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> Renderer:
     """Validate the options; return the renderer they ask for."""
-    positive("batch-size", args.batch_size)
+    if args.batch_size is not None:
+        positive("batch-size", args.batch_size)
     positive("size", args.size)
     positive("workers", args.workers)
-    positive("streams", args.streams)
+    if args.streams is not None:
+        positive("streams", args.streams)
     if args.threads is not None:
         positive("threads", args.threads)
     check_device(args.device)
@@ -250,8 +259,8 @@ def _check_options(args: argparse.Namespace) -> Renderer:
     return render
 
 
-def _load_predictor(args: argparse.Namespace) -> Predictor:
-    backend, _, _ = backend_from_args(args, args.threads, args.streams)
+def _load_predictor(args: argparse.Namespace, streams: int | None) -> Predictor:
+    backend, _, _ = backend_from_args(args, args.threads, streams)
     return Predictor(backend, args.size)
 
 
