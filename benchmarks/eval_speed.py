@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from hostinfo import cpu_model  # noqa: E402
+from harness import cpu_model  # noqa: E402
 from sod100k.eval import (  # noqa: E402
     PROTOCOL_CHOICES,
     evaluate_pairs,

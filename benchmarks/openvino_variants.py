@@ -28,7 +28,7 @@ import numpy as np
 import openvino as ov
 import torch
 
-from isolated import median_ms as _median_ms  # benchmarks/isolated.py, beside this script
+from harness import median_ms as _median_ms
 from sod100k.checkpoints.loading import load_model
 from sod100k.infer.onnx_export import export_bytes
 from sod100k.utils.files import atomic_write_bytes

@@ -28,7 +28,7 @@ import datetime
 import numpy as np
 import torch
 
-from hostinfo import cpu_model
+from harness import cpu_model
 from sod100k.checkpoints.loading import load_model
 from sod100k.data.dataset import pair_by_stem
 from sod100k.data.images import load_mask, load_rgb

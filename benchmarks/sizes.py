@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isolated import emit, median_ms, run_cell, worker_cell
+from harness import emit, median_ms, run_cell, worker_cell
 
 SCRIPT = Path(__file__).resolve()
 MODELS = ("csnet-L-x1", "csnet-L-x2")

@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from hostinfo import cpu_model
+from harness import cpu_model
 from load import wait_healthy  # benchmarks/load.py, beside this script
 
 HOST = "127.0.0.1"

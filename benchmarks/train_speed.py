@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hostinfo import cpu_model
+from harness import cpu_model
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_WIDTH = {"csnet-l-x1": 1.0, "csnet-l-x2": 2.0}  # build_model's ``expand``
