@@ -340,8 +340,8 @@ def parser(
 def _cell_text(value: object) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if isinstance(value, float):  # 4 significant digits: 112.1 ms, 3.456 ms, 0.8974, 0.06455
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
 
 

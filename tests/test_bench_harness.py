@@ -143,7 +143,7 @@ def test_results_carry_command_date_cpu_and_flags(tmp_path: Path) -> None:
     m = harness.machine()
     for part in (m.cpu_model, m.cpu_class, *m.flags, meta["date"], "benchmarks/speed.py --runs 3"):
         assert part in text
-    assert "| x1 | 112.1 | 3.46 |" in text and "| x2 | – | – |" in text
+    assert "| x1 | 112.1 | 3.456 |" in text and "| x2 | – | – |" in text
     assert text.index("Median ms.") < text.index("Machine:") < text.index("| model")
     assert text.rstrip().endswith("A note.")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["speed.json", "speed.md"]
@@ -164,4 +164,4 @@ def test_parser_spells_the_common_options_alike() -> None:
 
 def test_markdown_table_takes_headers_for_keys() -> None:
     table = harness.markdown_table({"ms": "network ms"}, [{"ms": 5.0}])
-    assert table.splitlines() == ["| network ms |", "|---|", "| 5.00 |"]
+    assert table.splitlines() == ["| network ms |", "|---|", "| 5 |"]
