@@ -316,6 +316,18 @@ def parser(
         epilog=rest.strip() or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return add_common_options(p, weights=weights, threads=threads, timing=timing)
+
+
+def add_common_options(
+    p: argparse.ArgumentParser,
+    *,
+    weights: str | None = None,
+    threads: int | list[int] | None = 2,
+    timing: tuple[int, int] | None = None,
+) -> argparse.ArgumentParser:
+    """Add ``--out``, ``--note`` and (as :func:`parser` says) ``--weights``,
+    ``--threads``, ``--warmup`` and ``--runs`` to ``p`` (a parser or a sub-command's)."""
     p.add_argument(
         "--out", type=Path, default=RESULTS, help="folder for the JSON and Markdown results"
     )

@@ -69,3 +69,17 @@ def test_reference_alloc_runs_with_the_trainers_allocator_setting() -> None:
         "MALLOC_TRIM_THRESHOLD_": "4294967295",
     }
     assert train_speed.VARIANTS["reference"] == {}
+
+
+def test_serving_traffic_expects_a_status_for_every_kind(tmp_path: Path) -> None:
+    import serving
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8 not really a jpeg")
+    kinds = serving.traffic(photo, max_upload_mb=0.01)
+    by = {k.name: k for k in kinds}
+    assert by["saliency"].expected == {200} and by["cutout 20 MP"].expected == {200, 503}
+    assert by["oversized"].upload is not None and len(by["oversized"].upload[1]) > 0.01 * 2**20
+    assert all(k.expected for k in kinds) and len(by) == len(kinds)
+    assert serving.percentiles([], [50, 99]) == [None, None]
+    assert serving.percentiles([0.1, 0.2, 0.3], [50]) == [200.0]
