@@ -48,8 +48,8 @@ def export_bytes(
 
     By default the fused CSNet keeps one conv per branch pair (``merge_convs=False``): no
     channel-split ops, which OpenVINO runs slowly (x2: 37.6 vs 15.0 ms/img), while ONNX
-    Runtime is as fast either way (benchmarks/openvino_variants.py). The graph is checked
-    with ``onnx.checker`` before it is returned.
+    Runtime is as fast either way (docs/benchmarks/inference.md, OpenVINO graph variants).
+    The graph is checked with ``onnx.checker`` before it is returned.
 
     The trace runs the model once on a ``sample_size`` square, on one torch thread: the
     ~150 tiny convolutions of a trace cost seconds of spinning in a two-thread pool (most
