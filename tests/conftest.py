@@ -17,6 +17,20 @@ SHARED = Path(os.environ.get("SOD100K_SHARED", ROOT.parent / "shared"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache(tmp_path_factory) -> Path:
+    """The exported-graph cache of this test session (never the user's ~/.cache); set in
+    the environment, so commands run in child processes share it."""
+    folder = tmp_path_factory.mktemp("graph-cache")
+    previous = os.environ.get("SOD100K_CACHE")
+    os.environ["SOD100K_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["SOD100K_CACHE"]
+    else:
+        os.environ["SOD100K_CACHE"] = previous
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; skips the test where ../shared is absent (never in CI)."""
     path = SHARED.joinpath(*parts)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sod100k.infer.graph_cache import openvino_cache_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -152,6 +154,9 @@ class OpenVinoBackend:
             # int8 graphs carry their own FakeQuantize ops; the rest of them stays f32.
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         }
+        cache = openvino_cache_dir()
+        if cache is not None:  # compiled networks kept on disk: a faster next start
+            self.config["CACHE_DIR"] = cache
         if streams is None:
             self.config["PERFORMANCE_HINT"] = "THROUGHPUT"
         else:

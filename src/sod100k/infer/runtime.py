@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from sod100k.checkpoints.loading import load_model
+from sod100k.checkpoints.loading import load_model, resolve_weights
 from sod100k.infer.backends import Backend, OnnxBackend, OpenVinoBackend, TorchBackend
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,34 @@ def resolve_precision(precision: str, backend: str, flags: frozenset[str] | None
         return "fp32"
     flags = cpu_flags() if flags is None else flags
     return "bf16" if flags & BF16_FLAGS else "fp32"
+
+
+def exported_graph(model: str | None, weights: str | None) -> tuple[str | None, bytes]:
+    """``(arch, ONNX bytes)`` of ``model``/``weights``: from the graph cache when this
+    checkpoint was exported before (:mod:`sod100k.infer.graph_cache`), else exported now
+    and cached.
+
+    Raises:
+        CheckpointError: the weights cannot be read or do not fit ``model``.
+    """
+    from sod100k.infer import graph_cache
+
+    key = None
+    if weights is not None and graph_cache.cache_root() is not None:
+        _, first, second = resolve_weights(weights)
+        key = graph_cache.graph_key(model, [first] if second is None else [first, second])
+        cached = graph_cache.read_graph(key)
+        if cached is not None:
+            log.info("ONNX graph of %s from the cache", weights)
+            return cached
+    from sod100k.infer.onnx_export import export_bytes
+
+    log.info("exporting %s to ONNX in memory", weights or model)
+    net = load_model(model, weights)
+    graph = export_bytes(net)
+    if key is not None:
+        graph_cache.write_graph(key, net.arch, graph)
+    return net.arch, graph
 
 
 def make_backend(
@@ -130,11 +158,7 @@ def make_backend(
         if weights is not None and Path(weights).suffix == ".onnx":
             graph: Path | bytes = Path(weights)
         else:
-            from sod100k.infer.onnx_export import export_bytes
-
-            log.info("exporting %s to ONNX in memory", weights or model)
-            net = load_model(model, weights)
-            arch, graph = net.arch, export_bytes(net)
+            arch, graph = exported_graph(model, weights)
         if name == "onnx":
             backend: Backend = OnnxBackend(graph, threads)
         elif precision != "int8":
