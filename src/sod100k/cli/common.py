@@ -68,7 +68,11 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
         "a .onnx file; default %(default)s",
     )
     g.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for inference (default: all cores)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for inference in all (default: all cores); OpenVINO shares them "
+        "between its streams, so --threads 1 allows one stream",
     )
     add_precision_args(g)
 
