@@ -83,3 +83,20 @@ def test_serving_traffic_expects_a_status_for_every_kind(tmp_path: Path) -> None
     assert all(k.expected for k in kinds) and len(by) == len(kinds)
     assert serving.percentiles([], [50, 99]) == [None, None]
     assert serving.percentiles([0.1, 0.2, 0.3], [50]) == [200.0]
+
+
+def test_throughput_ratio_is_against_the_best_network_cell() -> None:
+    import throughput
+
+    net = [
+        {"streams": "1", "calls_in_flight": 1, "batch": 8, "images_per_s": 55.0},
+        {"streams": "auto", "calls_in_flight": 2, "batch": 1, "images_per_s": 70.0},
+        {"streams": "auto", "calls_in_flight": 2, "batch": 4, "images_per_s": 64.0},
+    ]
+    folder = {"what": "folder", "count": 1000, "seconds": 16.4, "per_s": 61.0, "cpu_s": 31.0}
+    video = {"what": "clip", "count": 150, "seconds": 5.0, "per_s": 30.0, "format": "mask"}
+    s = throughput.summary(net, folder, [video])
+    assert s["network_best"] == "streams auto, batch 1"
+    assert s["ratio"] == round(61.0 / 70.0, 3) and s["video_mask_fps"] == 30.0
+    text = throughput.tables(net, folder, [video], s)
+    assert "61.0 / 70.0 images/s = **0.87**" in text and "**30.0 frames/s** (target >= 25)" in text
