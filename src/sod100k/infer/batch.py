@@ -172,7 +172,7 @@ def run_batch(
     workers: int = 2,
     render: Renderer = render_mask,
     progress: bool = True,
-    streams: int | None = 1,
+    streams: int | None = None,
 ) -> BatchReport:
     """Predict and write every job; never raises for a bad item.
 
@@ -190,9 +190,9 @@ def run_batch(
         workers: decode threads, and as many encode/write threads.
         render: map -> image to save (:data:`RENDERERS`).
         progress: show a progress bar on stderr.
-        streams: network calls in flight at once; ``None``: as many as the backend runs
-            best at once (:func:`~sod100k.infer.backends.concurrency`: OpenVINO's
-            throughput setting, else 1).
+        streams: network calls in flight at once; ``None`` (default): as many as the
+            backend was built to run at once (:func:`~sod100k.infer.backends.concurrency`:
+            the streams of an OpenVINO backend, else 1).
     """
     report = BatchReport([], [])
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
