@@ -492,9 +492,9 @@ class _Pipeline:
     def _infer(self) -> None:
         """Batch frames through the network, up to ``streams`` batches at once; frames and
         audio packets leave in the order they came."""
-        # Each entry: the batch's logits (a future; None for audio that waits for no
-        # frame), its frames, and every item from its first frame on, in file order.
-        running: deque[tuple[Future | None, list[_Frame], list[Any]]] = deque()
+        # Each entry: the batch's logits (a future), its frames, and every item from its
+        # first frame on (frames and audio packets), in file order.
+        running: deque[tuple[Future, list[_Frame], list[Any]]] = deque()
         pending: list[Any] = []
         batch: list[_Frame] = []
         with ThreadPoolExecutor(self.streams, thread_name_prefix="sod-video-infer") as network:
@@ -517,8 +517,12 @@ class _Pipeline:
                     logits = network.submit(self.predictor.backend, np.stack(tensors))
                     running.append((logits, batch, pending))
                     batch, pending = [], []
-                elif not batch and pending:
-                    running.append((None, [], pending))
+                elif not batch and pending:  # audio, and no frame waiting for the network
+                    if running:  # it follows the batches in flight
+                        running[-1][2].extend(pending)
+                    else:
+                        for p in pending:
+                            self._put(self.inferred, p)
                     pending = []
                 self._pass_on(running, keep=0 if item is _END else self.streams)
                 if item is _END:
@@ -528,11 +532,10 @@ class _Pipeline:
     def _pass_on(self, running: deque, keep: int) -> None:
         """Hand finished batches (in order) to the writer, and wait for the oldest ones
         while more than ``keep`` are in flight."""
-        while running and (len(running) > keep or running[0][0] is None or running[0][0].done()):
+        while running and (len(running) > keep or running[0][0].done()):
             logits, frames, items = running.popleft()
-            if logits is not None:
-                for frame, lg in zip(frames, logits.result(), strict=False):
-                    frame.tensor = lg
+            for frame, lg in zip(frames, logits.result(), strict=False):
+                frame.tensor = lg
             for item in items:
                 self._put(self.inferred, item)
 
