@@ -26,7 +26,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 if [ "${1:-}" = "--dev" ]; then
-  pip install -q -e ".[dev]"
+  # ray: the tests of --ray (tests/test_ray_*.py) run in CI; the plain install stays lean.
+  pip install -q -e ".[dev,ray]"
   # Headless Chromium for the browser test of the web page (Debian/Ubuntu, as root).
   if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
      && [ "$(id -u)" = 0 ]; then
