@@ -9,6 +9,7 @@ import threading
 import time
 
 from sod100k.cli.common import (
+    CLIError,
     add_model_args,
     add_precision_args,
     backend_from_args,
@@ -56,7 +57,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--large-slots",
         type=int,
         default=1,
-        help="large images processed at once; more get 503 + Retry-After (default %(default)s)",
+        help="large images processed at once; more wait in the queue (default %(default)s)",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=int,
+        default=8,
+        help="large images that may wait for a slot; more get 503 + Retry-After; 0 refuses "
+        "whenever the slots are busy (default %(default)s)",
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a large image waits for a slot before 503 + Retry-After "
+        "(default %(default)s)",
     )
     p.add_argument(
         "--max-connections",
@@ -93,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("workers", "port", "large_slots", "max_connections"):
         positive(name.replace("_", "-"), getattr(args, name))
-    for name in ("header_timeout", "body_timeout", "shutdown_timeout"):
+    for name in ("header_timeout", "body_timeout", "shutdown_timeout", "queue_timeout"):
         positive(name.replace("_", "-"), getattr(args, name))
+    if args.queue_size < 0:
+        raise CLIError(f"--queue-size must be 0 or more, got {args.queue_size}")
     check_device(args.device)
     # Each request is one small image: parallelism comes from the request pools, so one
     # thread per inference call avoids oversubscribing the cores.
@@ -107,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         large_pixels=int(args.large_megapixels * 1e6),
         large_slots=args.large_slots,
+        queue_size=args.queue_size,
+        queue_timeout=args.queue_timeout,
         body_timeout=args.body_timeout,
         header_timeout=args.header_timeout,
         max_connections=args.max_connections,
