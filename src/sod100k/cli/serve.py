@@ -7,7 +7,9 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
+from sod100k.cli import ray_serve
 from sod100k.cli.common import (
     CLIError,
     add_model_args,
@@ -18,6 +20,9 @@ from sod100k.cli.common import (
 )
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
 from sod100k.infer.runtime import BACKENDS
+
+if TYPE_CHECKING:
+    from sod100k.server.app import ServerSettings
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -97,13 +102,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=5.0,
         help="seconds in-flight requests get after SIGTERM/Ctrl-C (default %(default)s)",
     )
+    ray_serve.add_ray_args(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sod100k.server import ServerSettings, create_app
+    from sod100k.server import create_app
     from sod100k.server.protocol import guarded_protocol
 
     for name in ("workers", "port", "large_slots", "max_connections"):
@@ -113,24 +119,14 @@ def run(args: argparse.Namespace) -> int:
     if args.queue_size < 0:
         raise CLIError(f"--queue-size must be 0 or more, got {args.queue_size}")
     check_device(args.device)
+    if args.ray is not None:
+        return ray_serve.run(args)
     # Each request is one small image: parallelism comes from the request pools, so one
     # thread per inference call avoids oversubscribing the cores.
     backend, model, weights = backend_from_args(
         args, threads=1, streams=args.workers + args.large_slots
     )
-    settings = ServerSettings(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_pixels=int(args.max_megapixels * 1e6),
-        workers=args.workers,
-        large_pixels=int(args.large_megapixels * 1e6),
-        large_slots=args.large_slots,
-        queue_size=args.queue_size,
-        queue_timeout=args.queue_timeout,
-        body_timeout=args.body_timeout,
-        header_timeout=args.header_timeout,
-        max_connections=args.max_connections,
-        model_name=model or str(weights),
-    )
+    settings = settings_from_args(args, model or str(weights))
     app = create_app(Predictor(backend, args.size), settings)
     config = uvicorn.Config(
         app,
@@ -147,6 +143,25 @@ def run(args: argparse.Namespace) -> int:
         raise
     _exit_now_if_work_is_stuck()
     return 0
+
+
+def settings_from_args(args: argparse.Namespace, model_name: str) -> ServerSettings:
+    """The service's limits and sizing from the options."""
+    from sod100k.server.app import ServerSettings
+
+    return ServerSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1e6),
+        workers=args.workers,
+        large_pixels=int(args.large_megapixels * 1e6),
+        large_slots=args.large_slots,
+        queue_size=args.queue_size,
+        queue_timeout=args.queue_timeout,
+        body_timeout=args.body_timeout,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
+        model_name=model_name,
+    )
 
 
 def _exit_now_if_work_is_stuck(grace: float = 1.0, code: int = 0) -> None:

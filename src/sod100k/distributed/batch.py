@@ -155,7 +155,8 @@ def predict_files(
     report = RayReport([], [])
     if not items:
         return report
-    per_task = max(batch_size, min(MAX_ROWS_PER_TASK, math.ceil(len(items) / (4 * actors))))
+    # A few tasks per actor, so that every actor gets work and a lost one costs little.
+    per_task = max(1, min(MAX_ROWS_PER_TASK, math.ceil(len(items) / (4 * actors))))
     ds = ray.data.from_items(
         [{"src": src, "dst": dst, "name": name} for src, dst, name in items],
         override_num_blocks=math.ceil(len(items) / per_task),

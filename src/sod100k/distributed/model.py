@@ -9,6 +9,7 @@ same files on every node.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from sod100k.infer.backends import Backend, OnnxBackend, OpenVinoBackend
@@ -64,7 +65,8 @@ class ModelSpec:
         from sod100k.api import DEFAULT_MODEL, default_weights
 
         model = model or (None if weights else DEFAULT_MODEL)
-        weights = str(weights) if weights else str(default_weights(model))
+        # absolute: workers do not share the driver's working folder
+        weights = os.path.abspath(weights) if weights else str(default_weights(model))
         name = resolve_backend(backend, device)
         if precision not in ("fp32", "bf16") or (precision != "fp32" and name != "openvino"):
             # make_backend words these errors; building a throwaway backend says them.
@@ -84,16 +86,23 @@ class ModelSpec:
         net = load_model(model, weights)
         return cls(name, model, weights, size, precision, device, export_bytes(net), net.arch)
 
-    def backend_for(self, threads: int | None) -> Backend:
-        """Build the backend with ``threads`` inference threads (``None``: runtime default)."""
+    def backend_for(self, threads: int | None, streams: int = 1) -> Backend:
+        """Build the backend: ``threads`` per inference call (``None``: the runtime's
+        default), ``streams`` calls at once (OpenVINO)."""
         if self.graph is None:
             return make_backend(
-                self.backend, self.model, self.weights, self.device, threads, 1, self.precision
+                self.backend,
+                self.model,
+                self.weights,
+                self.device,
+                threads,
+                streams,
+                self.precision,
             )
         if self.backend == "onnx":
             backend: Backend = OnnxBackend(self.graph, threads)
         else:
-            backend = OpenVinoBackend(self.graph, threads, 1, self.precision)
+            backend = OpenVinoBackend(self.graph, threads, streams, self.precision)
         backend.arch = self.arch
         return backend
 
