@@ -55,7 +55,8 @@ def connect(address: str | None = None, quiet: bool = True) -> None:
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # Ray Data warns about its own disabled progress bars and tuning hints.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": not quiet}
