@@ -32,3 +32,18 @@ def require_ray() -> ModuleType:
     except ImportError as e:
         raise RayMissingError(INSTALL_HINT) from e
     return ray
+
+
+# The public entry points; none of them imports Ray until it runs.
+from sod100k.distributed.cluster import pool_size  # noqa: E402
+from sod100k.distributed.model import ModelSpec  # noqa: E402
+from sod100k.distributed.predictor import SaliencyPredictor  # noqa: E402
+
+__all__ = [
+    "INSTALL_HINT",
+    "ModelSpec",
+    "RayMissingError",
+    "SaliencyPredictor",
+    "pool_size",
+    "require_ray",
+]
