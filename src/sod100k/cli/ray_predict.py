@@ -20,12 +20,17 @@ from sod100k.infer.inputs import STDIO, Job
 DEFAULT_ADDRESS = ""
 
 
-def add_ray_args(p: argparse.ArgumentParser) -> None:
-    """The ``cluster (Ray)`` option group of ``predict`` and ``cutout``."""
+def ray_group(p: argparse.ArgumentParser, engine: str, description: str, does: str):
+    """The option group of a ``--ray`` command, with ``--ray [ADDRESS]`` in it.
+
+    Args:
+        p: the sub-command's parser.
+        engine: ``Ray`` or ``Ray Serve``, for the group's title.
+        description: what the group does, shown under its title.
+        does: what ``--ray`` does, the start of its help.
+    """
     g = p.add_argument_group(
-        "cluster (Ray; needs the ray extra: pip install 'sod100k[ray]')",
-        "Run on a Ray cluster with Ray Data. Inputs and -o must be paths every node sees "
-        "(shared storage) or URIs pyarrow understands (s3://, gs://, hdfs://, file://).",
+        f"cluster ({engine}; needs the ray extra: pip install 'sod100k[ray]')", description
     )
     g.add_argument(
         "--ray",
@@ -33,9 +38,21 @@ def add_ray_args(p: argparse.ArgumentParser) -> None:
         const=DEFAULT_ADDRESS,
         default=None,
         metavar="ADDRESS",
-        help="run on Ray: auto (the cluster started with 'ray start' on this machine, or "
+        help=f"{does}: auto (the cluster started with 'ray start' on this machine, or "
         "$RAY_ADDRESS), local (a new cluster on this machine), HOST:PORT or "
         "ray://HOST:PORT; without a value, auto if a cluster runs, else local",
+    )
+    return g
+
+
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    """The ``cluster (Ray)`` option group of ``predict`` and ``cutout``."""
+    g = ray_group(
+        p,
+        "Ray",
+        "Run on a Ray cluster with Ray Data. Inputs and -o must be paths every node sees "
+        "(shared storage) or URIs pyarrow understands (s3://, gs://, hdfs://, file://).",
+        "run on Ray",
     )
     g.add_argument(
         "--ray-actors",

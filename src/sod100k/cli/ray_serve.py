@@ -8,23 +8,17 @@ import sys
 import time
 
 from sod100k.cli.common import CLIError, positive
+from sod100k.cli.ray_predict import ray_group
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
     """The ``cluster (Ray Serve)`` option group of ``serve``."""
-    g = p.add_argument_group(
-        "cluster (Ray Serve; needs the ray extra: pip install 'sod100k[ray]')",
+    g = ray_group(
+        p,
+        "Ray Serve",
         "Deploy the same API on a Ray cluster: Serve's proxy listens on --host/--port and "
         "spreads requests over replicas; the limits above apply per replica.",
-    )
-    g.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="deploy on Ray Serve: auto, local, HOST:PORT or ray://HOST:PORT (as predict "
-        "--ray); the service is deleted again when this command stops",
+        "deploy on Ray Serve (deleted again when this command stops)",
     )
     g.add_argument(
         "--replicas", type=int, default=None, help="a fixed number of replicas (default 1)"
