@@ -187,7 +187,8 @@ def predict_files(
                 bar.update(1)
     finally:
         bar.close()
-        report.removed_temporaries = remove_temporaries([dst for _, dst, _ in items])
+    # Only now that the run is over: no worker of it can be writing any more.
+    report.removed_temporaries = remove_temporaries([dst for _, dst, _ in items])
     return report
 
 

@@ -60,6 +60,7 @@ class ModelSpec:
 
         Raises:
             FileNotFoundError: no weights given and none at the default place.
+            sod100k.checkpoints.CheckpointError: the weights cannot be read.
             ValueError: a backend or precision that cannot run these weights.
         """
         from sod100k.api import DEFAULT_MODEL, default_weights
@@ -69,18 +70,20 @@ class ModelSpec:
         weights = os.path.abspath(weights) if weights else str(default_weights(model))
         name = resolve_backend(backend, device)
         if precision not in ("fp32", "bf16") or (precision != "fp32" and name != "openvino"):
-            # make_backend words these errors; building a throwaway backend says them.
+            # make_backend refuses these before it loads anything: let it word the error
             make_backend(name, model, weights, device, 1, 1, precision)
         if size < 16:
             raise ValueError(f"input size must be at least 16, got {size}")
+        from sod100k.checkpoints.loading import load_model
+
         if name not in ("onnx", "openvino"):
+            load_model(model, weights)  # unusable weights fail here, not in every worker
             return cls(name, model, weights, size, precision, device)
         if device != "cpu":
             raise ValueError(f"the {name} backend runs on the CPU only, not on {device!r}")
         if weights.endswith(".onnx"):
             with open(weights, "rb") as f:
                 return cls(name, model, weights, size, precision, device, f.read(), None)
-        from sod100k.checkpoints.loading import load_model
         from sod100k.infer.onnx_export import export_bytes
 
         net = load_model(model, weights)
