@@ -199,3 +199,29 @@ def test_a_killed_worker_loses_nothing(cluster, ecssd, weights_x2, tmp_path, cap
     capsys.readouterr()
     assert _run(*args, "--skip-existing") == 0
     assert "wrote 0 mask image(s)" in capsys.readouterr().err
+
+
+def test_unreadable_inputs_and_unwritable_outputs_are_failure_rows(
+    cluster, photos, weights_x2, tmp_path
+):
+    from sod100k.distributed.batch import predict_files
+    from sod100k.distributed.model import ModelSpec
+    from sod100k.infer.batch import render_mask
+
+    items = [
+        (str(photos / "0001.jpg"), str(tmp_path / "ok.png"), "ok.jpg"),
+        (str(tmp_path / "gone.jpg"), str(tmp_path / "gone.png"), "gone.jpg"),  # deleted since
+        (str(photos / "sub"), str(tmp_path / "dir.png"), "dir.jpg"),  # not a file
+        (str(photos / "0002.jpg"), str(photos / "0001.jpg" / "x.png"), "0002.jpg"),  # no folder
+    ]
+    spec = ModelSpec.load(weights=str(weights_x2))
+    report = predict_files(
+        items, spec, render_mask, actors=1, cpus_per_actor=1, batch_size=2, progress=False
+    )
+    assert report.written == [str(tmp_path / "ok.png")]
+    failed = dict(report.failed)
+    assert sorted(failed) == ["0002.jpg", "dir.jpg", "gone.jpg"]
+    assert failed["gone.jpg"].startswith("gone.jpg: cannot read file")
+    assert failed["dir.jpg"].startswith("dir.jpg: cannot read file")
+    assert "Not a directory" in failed["0002.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]
