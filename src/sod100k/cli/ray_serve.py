@@ -82,12 +82,18 @@ def run(args: argparse.Namespace) -> int:
     from sod100k.distributed.serve import deploy, undeploy
 
     scaling = _scaling(args)
+    stopped_by: list[int] = []
     try:
         address = check_address(args.ray or None)
         spec = ModelSpec.load(
             args.model, args.weights, args.backend, args.size, args.precision, args.device
         )
         connect(address, quiet=args.verbose == 0)
+        # From here on both signals set a flag the main thread polls (ray.init may have
+        # replaced Python's SIGINT handler, a backgrounded process may have inherited
+        # SIGINT ignored), so a stop during the deployment still deletes the service.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: stopped_by.append(signum))
         settings = settings_from_args(args, spec.model or str(spec.weights))
         url = deploy(spec, settings, scaling, args.host, args.port, args.ray_proxy_every_node)
     except (RayMissingError, ClusterError, ValueError) as e:
@@ -97,15 +103,6 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    stopped_by: list[int] = []
-
-    def stop(signum: int, frame) -> None:
-        stopped_by.append(signum)
-
-    # Both signals set a flag the main thread polls: ray may have replaced Python's own
-    # SIGINT handler, and a backgrounded process may have inherited SIGINT ignored.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
     while not stopped_by:
         time.sleep(0.2)
     undeploy()
