@@ -1,0 +1,632 @@
+/**
+ * sod100k.js: salient object detection with CSNet in the browser (onnxruntime-web, WASM).
+ *
+ *     import { load } from "./sod100k.js";
+ *     const seg = await load("model.onnx");              // {threads, size, quantization}
+ *     const map = await seg.saliency(imageData);          // {width, height, data: Uint8Array}
+ *     const cut = await seg.cutout(imageData);            // RGBA ImageData, alpha from the map
+ *
+ * The numbers follow the Python pipeline (sod100k/infer/preprocess.py and cutout.py)
+ * operation by operation, in float32: OpenCV's bilinear resize (half-pixel centres, no
+ * anti-aliasing, edge pixels repeated) down to the network's input and back, the same
+ * quantisation of the map, and the same guided-filter edge refinement of the alpha.
+ * Canvas scaling is not used: it differs between browsers.
+ *
+ * Threads: the WASM runtime runs multi-threaded only on a cross-origin-isolated page
+ * (COOP same-origin + COEP require-corp); elsewhere it runs on one thread.
+ */
+import * as ort from "./ort/ort.wasm.bundle.min.mjs";
+
+const f32 = Math.fround;
+/** ImageNet mean and standard deviation (float32), as the reference protocol. */
+const MEAN = [0.485, 0.456, 0.406].map(f32);
+const STD = [0.229, 0.224, 0.225].map(f32);
+/** `u8 * (1.0 / 255.0)` in float32, for each byte value (numpy's uint8 -> float32 scaling). */
+const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => f32(v * f32(1 / 255)));
+/** `u8 / 255.0` in float32 (the guided filter divides instead of multiplying). */
+const BYTE_OVER_255 = Float32Array.from({ length: 256 }, (_, v) => f32(v / 255));
+/** Default guided-filter radius (fraction of the shorter side) and regulariser. */
+export const RADIUS_FRACTION = 0.01;
+export const EPS = 1e-4;
+/** Images up to this many pixels get the exact guided filter; bigger ones the fast one. */
+export const FULL_RES_PIXELS = 2_000_000;
+export const LOW_RES_PIXELS = 1_000_000;
+/** How each architecture's reference test script turns `map * 255` into bytes. */
+export const QUANTIZATIONS = ["truncate", "round"];
+
+// ---------------------------------------------------------------------------------------
+// Bilinear resize: cv::resize(INTER_LINEAR) on float32, reproduced step by step.
+
+/** Source index and weights along one axis, as OpenCV computes them (in float32). */
+function linearTaps(src, dst) {
+  const scale = 1 / (dst / src); // OpenCV: scale = 1 / inv_scale, inv_scale = dst / src
+  const index = new Int32Array(dst);
+  const w0 = new Float32Array(dst);
+  const w1 = new Float32Array(dst);
+  for (let d = 0; d < dst; d++) {
+    let fx = f32((d + 0.5) * scale - 0.5);
+    let sx = Math.floor(fx);
+    fx = f32(fx - sx);
+    if (sx < 0) {
+      fx = 0;
+      sx = 0;
+    }
+    if (sx >= src - 1) {
+      fx = 0;
+      sx = src - 1;
+    }
+    index[d] = sx;
+    w0[d] = f32(1 - fx);
+    w1[d] = fx;
+  }
+  return { index, w0, w1 };
+}
+
+/**
+ * Resize interleaved float32 planes (`channels` per pixel) like cv2.resize(INTER_LINEAR):
+ * a horizontal pass on every source row, then a vertical pass, each `a*w0 + b*w1` in
+ * float32. `read(i)` gives source sample `i` as float32 (so bytes convert on the fly).
+ */
+function resizeLinear(read, sw, sh, channels, dw, dh) {
+  const out = new Float32Array(dw * dh * channels);
+  if (sw === dw && sh === dh) {
+    for (let i = 0; i < out.length; i++) out[i] = read(i);
+    return out;
+  }
+  const xt = linearTaps(sw, dw);
+  const yt = linearTaps(sh, dh);
+  const rowLen = dw * channels;
+  const rows = new Float32Array(sh * rowLen);
+  for (let y = 0; y < sh; y++) {
+    const base = y * sw * channels;
+    const o = y * rowLen;
+    for (let x = 0; x < dw; x++) {
+      const s0 = base + xt.index[x] * channels;
+      const s1 = base + Math.min(xt.index[x] + 1, sw - 1) * channels;
+      const a0 = xt.w0[x];
+      const a1 = xt.w1[x];
+      for (let c = 0; c < channels; c++) {
+        rows[o + x * channels + c] = f32(f32(read(s0 + c) * a0) + f32(read(s1 + c) * a1));
+      }
+    }
+  }
+  for (let y = 0; y < dh; y++) {
+    const r0 = yt.index[y] * rowLen;
+    const r1 = Math.min(yt.index[y] + 1, sh - 1) * rowLen;
+    const b0 = yt.w0[y];
+    const b1 = yt.w1[y];
+    const o = y * rowLen;
+    for (let i = 0; i < rowLen; i++) {
+      out[o + i] = f32(f32(rows[r0 + i] * b0) + f32(rows[r1 + i] * b1));
+    }
+  }
+  return out;
+}
+
+function checkImage(image) {
+  const { width, height, data } = image ?? {};
+  if (!(width > 0 && height > 0) || !data || data.length !== width * height * 4) {
+    throw new TypeError("expected ImageData-like {width, height, data} with RGBA bytes");
+  }
+  return image;
+}
+
+/**
+ * The network input for an RGBA image: `1 x 3 x size x size` float32, normalised
+ * (sod100k.infer.preprocess.preprocess; the alpha channel is ignored).
+ */
+export function preprocess(image, size = 224) {
+  const { width, height, data } = checkImage(image);
+  // RGB samples of the RGBA bytes, scaled to [0, 1] as numpy does.
+  const read = (i) => BYTE_TO_UNIT[data[i + ((i / 3) | 0)]];
+  const hwc = resizeLinear(read, width, height, 3, size, size);
+  const plane = size * size;
+  const chw = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) {
+      chw[c * plane + p] = f32(f32(hwc[p * 3 + c] - MEAN[c]) / STD[c]);
+    }
+  }
+  return chw;
+}
+
+/** Round half to even, as numpy.rint. */
+function rint(x) {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * `size x size` logits -> `height x width` bytes (sod100k.infer.preprocess.postprocess):
+ * sigmoid, bilinear resize, x255, then truncation (CSNet) or rounding (`"round"`).
+ */
+export function postprocess(logits, size, width, height, quantization = "truncate") {
+  if (!QUANTIZATIONS.includes(quantization)) {
+    throw new RangeError(`unknown quantization ${quantization}; use ${QUANTIZATIONS}`);
+  }
+  const prob = new Float32Array(logits.length);
+  for (let i = 0; i < prob.length; i++) {
+    // numpy's overflow-free logistic: 0.5 * (tanh(0.5 * x) + 1)
+    prob[i] = f32(0.5 * f32(f32(Math.tanh(f32(0.5 * logits[i]))) + 1));
+  }
+  const up = resizeLinear((i) => prob[i], size, size, 1, width, height);
+  const out = new Uint8Array(width * height);
+  const k = f32(255);
+  for (let i = 0; i < out.length; i++) {
+    const v = f32(Math.min(Math.max(up[i], 0), 1) * k);
+    out[i] = quantization === "round" ? rint(v) : v; // Uint8Array truncates
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Guided filter (He, Sun and Tang), as sod100k.infer.cutout: OpenCV's normalised box
+// filter (double sums, reflected borders) and numpy's float32 element-wise operations.
+
+/** cv::borderInterpolate for BORDER_REFLECT (fedcba|abcdefgh|hgfedcb). */
+function reflect(p, len) {
+  if (len === 1) return 0;
+  while (p < 0 || p >= len) p = p < 0 ? -p - 1 : 2 * len - 1 - p;
+  return p;
+}
+
+/** Sums of `k` consecutive samples of `pad` (double), for each of `n` outputs. */
+function windowSums(pad, n, k, out) {
+  if (k === 3) {
+    for (let i = 0; i < n; i++) out[i] = pad[i] + pad[i + 1] + pad[i + 2];
+  } else if (k === 5) {
+    for (let i = 0; i < n; i++) out[i] = pad[i] + pad[i + 1] + pad[i + 2] + pad[i + 3] + pad[i + 4];
+  } else {
+    // OpenCV's running sum: s += (new - old), in double.
+    let s = 0;
+    for (let i = 0; i < k; i++) s += pad[i];
+    out[0] = s;
+    for (let i = 0; i < n - 1; i++) {
+      s += pad[i + k] - pad[i];
+      out[i + 1] = s;
+    }
+  }
+}
+
+/** cv2.boxFilter(src, CV_32F, (k, k), borderType=BORDER_REFLECT) of a float32 plane. */
+function boxMean(src, w, h, r) {
+  const k = 2 * r + 1;
+  const scale = 1 / (k * k);
+  // Row sums (double) of every row, then running column sums (double) scaled to float32.
+  const rowSums = new Float64Array(w * h);
+  const cols = Int32Array.from({ length: w + 2 * r }, (_, j) => reflect(j - r, w));
+  const pad = new Float64Array(w + 2 * r);
+  const line = new Float64Array(w);
+  for (let y = 0; y < h; y++) {
+    const base = y * w;
+    for (let j = 0; j < pad.length; j++) pad[j] = src[base + cols[j]];
+    windowSums(pad, w, k, line);
+    rowSums.set(line, base);
+  }
+  const out = new Float32Array(w * h);
+  const rows = Int32Array.from({ length: h + 2 * r }, (_, j) => reflect(j - r, h) * w);
+  const sum = new Float64Array(w);
+  for (let j = 0; j < k - 1; j++) {
+    const row = rows[j];
+    for (let x = 0; x < w; x++) sum[x] += rowSums[row + x];
+  }
+  for (let y = 0; y < h; y++) {
+    const add = rows[y + k - 1];
+    const drop = rows[y];
+    const o = y * w;
+    for (let x = 0; x < w; x++) {
+      const s0 = sum[x] + rowSums[add + x];
+      out[o + x] = s0 * scale;
+      sum[x] = s0 - rowSums[drop + x];
+    }
+  }
+  return out;
+}
+
+/** `a * b` and `a - b` element-wise in float32 (numpy's float32 operations). */
+function mul(a, b) {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] * b[i];
+  return out;
+}
+function sub(a, b) {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
+  return out;
+}
+
+/**
+ * Box-averaged guided-filter coefficients: `[meanA0, meanA1, meanA2, meanB]` planes
+ * (sod100k.infer.cutout._coefficients, operation for operation).
+ */
+function coefficients(I, p, w, h, r, eps) {
+  const mean = (x) => boxMean(x, w, h, r);
+  const meanI = I.map(mean);
+  const meanP = mean(p);
+  const cov = I.map((Ic, c) => sub(mean(mul(Ic, p)), mul(meanI[c], meanP)));
+  const epsF = f32(eps);
+  const v = {};
+  for (let i = 0; i < 3; i++) {
+    for (let j = i; j < 3; j++) {
+      v[`${i}${j}`] = sub(mean(mul(I[i], I[j])), mul(meanI[i], meanI[j]));
+      if (i === j) for (let q = 0; q < p.length; q++) v[`${i}${j}`][q] += epsF;
+    }
+  }
+  const { "00": rr, "01": rg, "02": rb, "11": gg, "12": gb, "22": bb } = v;
+  const inv = {
+    "00": sub(mul(gg, bb), mul(gb, gb)),
+    "01": sub(mul(gb, rb), mul(rg, bb)),
+    "02": sub(mul(rg, gb), mul(gg, rb)),
+    "11": sub(mul(rr, bb), mul(rb, rb)),
+    "12": sub(mul(rb, rg), mul(rr, gb)),
+    "22": sub(mul(rr, gg), mul(rg, rg)),
+  };
+  const n = p.length;
+  const det = new Float32Array(n);
+  for (let q = 0; q < n; q++) {
+    det[q] = f32(
+      f32(f32(rr[q] * inv["00"][q]) + f32(rg[q] * inv["01"][q])) + f32(rb[q] * inv["02"][q]),
+    );
+  }
+  const a = [0, 1, 2].map((i) => {
+    const terms = [0, 1, 2].map((j) => inv[`${Math.min(i, j)}${Math.max(i, j)}`]);
+    const ai = new Float32Array(n);
+    for (let q = 0; q < n; q++) {
+      const s = f32(
+        f32(f32(terms[0][q] * cov[0][q]) + f32(terms[1][q] * cov[1][q])) +
+          f32(terms[2][q] * cov[2][q]),
+      );
+      ai[q] = f32(s / det[q]);
+    }
+    return ai;
+  });
+  const b = new Float32Array(n);
+  for (let q = 0; q < n; q++) {
+    const dot = f32(
+      f32(f32(a[0][q] * meanI[0][q]) + f32(a[1][q] * meanI[1][q])) + f32(a[2][q] * meanI[2][q]),
+    );
+    b[q] = f32(meanP[q] - dot);
+  }
+  return [...a.map(mean), mean(b)];
+}
+
+/** RGB planes of RGBA bytes, each through `table`. */
+function rgbPlanes(data, n, table) {
+  const planes = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+  for (let q = 0; q < n; q++) {
+    planes[0][q] = table[data[4 * q]];
+    planes[1][q] = table[data[4 * q + 1]];
+    planes[2][q] = table[data[4 * q + 2]];
+  }
+  return planes;
+}
+
+/** Exact colour guided filter of a byte map at full resolution -> alpha bytes. */
+function guidedAlpha(image, map, radius, eps) {
+  const { width: w, height: h, data } = image;
+  const n = w * h;
+  const I = rgbPlanes(data, n, BYTE_OVER_255);
+  const p = Float32Array.from(map, (v) => BYTE_OVER_255[v]);
+  const [a0, a1, a2, b] = coefficients(I, p, w, h, radius, eps);
+  const alpha = new Uint8Array(n);
+  const k = f32(255);
+  const half = f32(0.5);
+  for (let q = 0; q < n; q++) {
+    const dot = f32(f32(f32(a0[q] * I[0][q]) + f32(a1[q] * I[1][q])) + f32(a2[q] * I[2][q]));
+    const v = f32(f32(f32(dot + b[q]) * k) + half);
+    alpha[q] = Math.min(Math.max(v, 0), 255);
+  }
+  return alpha;
+}
+
+/**
+ * cv2.resize(INTER_AREA) of interleaved bytes to a smaller size: each output pixel is the
+ * area-weighted mean of the source pixels it covers, rounded to a byte.
+ */
+function resizeArea(src, sw, sh, channels, dw, dh) {
+  const taps = (s, d) => {
+    const scale = s / d;
+    const out = [];
+    for (let i = 0; i < d; i++) {
+      const f1 = i * scale;
+      const f2 = f1 + scale;
+      const cell = Math.min(scale, s - f1);
+      const s2 = Math.min(Math.floor(f2), s - 1);
+      const s1 = Math.min(Math.ceil(f1), s2);
+      const list = [];
+      if (s1 - f1 > 1e-3) list.push([s1 - 1, f32((s1 - f1) / cell)]);
+      for (let j = s1; j < s2; j++) list.push([j, f32(1 / cell)]);
+      if (f2 - s2 > 1e-3) list.push([s2, f32(Math.min(Math.min(f2 - s2, 1), cell) / cell)]);
+      out.push(list);
+    }
+    return out;
+  };
+  const out = new Uint8Array(dw * dh * channels);
+  const fx = sw / dw;
+  const fy = sh / dh;
+  if (fx === 2 && fy === 2) {
+    // OpenCV's fast 2x2 path for bytes: (a + b + c + d + 2) >> 2.
+    const stride = sw * channels;
+    for (let y = 0; y < dh; y++) {
+      for (let x = 0; x < dw; x++) {
+        for (let c = 0; c < channels; c++) {
+          const i = 2 * y * stride + 2 * x * channels + c;
+          const sum = src[i] + src[i + channels] + src[i + stride] + src[i + stride + channels];
+          out[(y * dw + x) * channels + c] = (sum + 2) >> 2;
+        }
+      }
+    }
+    return out;
+  }
+  const xt = taps(sw, dw);
+  const yt = taps(sh, dh);
+  const row = new Float32Array(dw * channels);
+  const acc = new Float32Array(dw * channels);
+  for (let y = 0; y < dh; y++) {
+    acc.fill(0);
+    for (const [sy, beta] of yt[y]) {
+      const base = sy * sw * channels;
+      row.fill(0);
+      for (let x = 0; x < dw; x++) {
+        for (const [sx, alpha] of xt[x]) {
+          for (let c = 0; c < channels; c++) {
+            row[x * channels + c] = f32(row[x * channels + c] + f32(src[base + sx * channels + c] * alpha));
+          }
+        }
+      }
+      for (let i = 0; i < acc.length; i++) acc[i] = f32(acc[i] + f32(beta * row[i]));
+    }
+    for (let i = 0; i < acc.length; i++) out[y * dw * channels + i] = rint(acc[i]);
+  }
+  return out;
+}
+
+/**
+ * Fast guided filter (sod100k.infer.cutout.fast_guided_alpha): coefficients on a copy of
+ * about `lowPixels` pixels, upsampled bilinearly (cv2.remap's 1/32-pixel grid) and
+ * applied to the full-size image.
+ */
+function fastGuidedAlpha(image, map, radius, eps, lowPixels) {
+  const { width: w, height: h, data } = image;
+  const s = Math.max(1, Math.sqrt((h * w) / lowPixels));
+  const hl = Math.max(1, rint(h / s)); // Python's round(): halves to even
+  const wl = Math.max(1, rint(w / s));
+  const rgb = new Uint8Array(w * h * 3);
+  for (let q = 0; q < w * h; q++) {
+    rgb[3 * q] = data[4 * q];
+    rgb[3 * q + 1] = data[4 * q + 1];
+    rgb[3 * q + 2] = data[4 * q + 2];
+  }
+  const small = resizeArea(rgb, w, h, 3, wl, hl);
+  const n = wl * hl;
+  const I = [0, 1, 2].map((c) => Float32Array.from({ length: n }, (_, q) => BYTE_TO_UNIT[small[3 * q + c]]));
+  const p = Float32Array.from(resizeArea(map, w, h, 1, wl, hl), (v) => BYTE_TO_UNIT[v]);
+  const coef = coefficients(I, p, wl, hl, Math.max(1, rint(radius / s)), eps);
+  // remap coordinates: ((x + 0.5) * (wl / w) - 0.5) in float32, then a 1/32 grid.
+  const grid = (d, sd) => {
+    const k = f32(sd / d);
+    const pos = new Int32Array(d);
+    const frac = new Int32Array(d);
+    for (let i = 0; i < d; i++) {
+      const v = Math.round(f32(f32(f32(i + 0.5) * k) - f32(0.5)) * 32); // cvRound
+      pos[i] = v >> 5;
+      frac[i] = v & 31;
+    }
+    return { pos, frac };
+  };
+  const gx = grid(w, wl);
+  const gy = grid(h, hl);
+  const tab = Float32Array.from({ length: 32 }, (_, i) => f32(i / 32));
+  const clampX = (x) => Math.min(Math.max(x, 0), wl - 1);
+  const clampY = (y) => Math.min(Math.max(y, 0), hl - 1);
+  const alpha = new Uint8Array(w * h);
+  const k = f32(255);
+  const half = f32(0.5);
+  for (let y = 0; y < h; y++) {
+    const fy = tab[gy.frac[y]];
+    const y0 = clampY(gy.pos[y]) * wl;
+    const y1 = clampY(gy.pos[y] + 1) * wl;
+    for (let x = 0; x < w; x++) {
+      const fx = tab[gx.frac[x]];
+      const x0 = clampX(gx.pos[x]);
+      const x1 = clampX(gx.pos[x] + 1);
+      const wt = [
+        f32(f32(1 - fy) * f32(1 - fx)),
+        f32(f32(1 - fy) * fx),
+        f32(fy * f32(1 - fx)),
+        f32(fy * fx),
+      ];
+      const at = (plane) =>
+        f32(
+          f32(
+            f32(f32(plane[y0 + x0] * wt[0]) + f32(plane[y0 + x1] * wt[1])) +
+              f32(plane[y1 + x0] * wt[2]),
+          ) + f32(plane[y1 + x1] * wt[3]),
+        );
+      const q = y * w + x;
+      const dot = f32(
+        f32(
+          f32(at(coef[0]) * BYTE_TO_UNIT[data[4 * q]]) +
+            f32(at(coef[1]) * BYTE_TO_UNIT[data[4 * q + 1]]),
+        ) + f32(at(coef[2]) * BYTE_TO_UNIT[data[4 * q + 2]]),
+      );
+      const v = f32(f32(f32(at(coef[3]) + dot) * k) + half);
+      alpha[q] = Math.min(Math.max(v, 0), 255);
+    }
+  }
+  return alpha;
+}
+
+/**
+ * Alpha bytes from a saliency map (sod100k.infer.cutout.alpha_matte): the map refined
+ * with the guided filter (exact up to FULL_RES_PIXELS, fast beyond, or on a grid
+ * `subsample` times coarser per side); with `threshold`, 255 where that is >= threshold.
+ */
+export function alphaMatte(image, map, { threshold, refine = true, radius, eps = EPS, subsample = 1 } = {}) {
+  const { width: w, height: h } = checkImage(image);
+  if (map.length !== w * h) throw new RangeError(`map has ${map.length} pixels, image ${w * h}`);
+  if (threshold != null && !(Number.isInteger(threshold) && threshold >= 0 && threshold <= 255)) {
+    throw new RangeError(`threshold must be an integer in 0..255, got ${threshold}`);
+  }
+  let alpha;
+  if (!refine) {
+    alpha = Uint8Array.from(map);
+  } else {
+    const r = radius ?? Math.max(1, rint(RADIUS_FRACTION * Math.min(w, h)));
+    const n = w * h;
+    if (n > FULL_RES_PIXELS || subsample > 1) {
+      let low = subsample > 1 ? Math.max(1, Math.floor(n / subsample ** 2)) : LOW_RES_PIXELS;
+      if (n > FULL_RES_PIXELS) low = Math.min(low, LOW_RES_PIXELS);
+      alpha = fastGuidedAlpha(image, map, r, eps, low);
+    } else {
+      alpha = guidedAlpha(image, map, r, eps);
+    }
+  }
+  if (threshold != null) for (let q = 0; q < alpha.length; q++) alpha[q] = alpha[q] >= threshold ? 255 : 0;
+  return alpha;
+}
+
+function makeImageData(data, width, height) {
+  const clamped = new Uint8ClampedArray(data.buffer, data.byteOffset, data.length);
+  return typeof ImageData === "function" ? new ImageData(clamped, width, height) : { width, height, data: clamped };
+}
+
+/** RGBA ImageData: the image's colours with `alpha` as transparency. */
+export function withAlpha(image, alpha) {
+  const { width, height, data } = checkImage(image);
+  const out = new Uint8Array(width * height * 4);
+  for (let q = 0, i = 0; q < alpha.length; q++, i += 4) {
+    out[i] = data[i];
+    out[i + 1] = data[i + 1];
+    out[i + 2] = data[i + 2];
+    out[i + 3] = alpha[q];
+  }
+  return makeImageData(out, width, height);
+}
+
+/** Opaque RGBA ImageData: the image over a background colour `[r, g, b]`, by `alpha`. */
+export function composite(image, alpha, background = [0, 0, 0], out) {
+  const { width, height, data } = checkImage(image);
+  const target = out ?? makeImageData(new Uint8Array(width * height * 4), width, height);
+  const dst = target.data;
+  const [br, bg, bb] = background;
+  for (let q = 0, i = 0; q < alpha.length; q++, i += 4) {
+    const a = alpha[q];
+    const na = 255 - a;
+    dst[i] = (data[i] * a + br * na + 127) / 255;
+    dst[i + 1] = (data[i + 1] * a + bg * na + 127) / 255;
+    dst[i + 2] = (data[i + 2] * a + bb * na + 127) / 255;
+    dst[i + 3] = 255;
+  }
+  return target;
+}
+
+/** A saliency map as grey RGBA ImageData (for a canvas or a PNG download). */
+export function mapImageData({ width, height, data }) {
+  const out = new Uint8Array(width * height * 4);
+  for (let q = 0, i = 0; q < data.length; q++, i += 4) {
+    out[i] = out[i + 1] = out[i + 2] = data[q];
+    out[i + 3] = 255;
+  }
+  return makeImageData(out, width, height);
+}
+
+// ---------------------------------------------------------------------------------------
+// The model.
+
+/** The threads the runtime will use: `threads` (or the cores, up to 4) when isolated, else 1. */
+export function usableThreads(threads) {
+  const isolated = globalThis.crossOriginIsolated === true;
+  if (!isolated) return 1;
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  return Math.max(1, threads ?? Math.min(4, cores));
+}
+
+let runtimeThreads = null;
+
+/** A loaded model; create it with {@link load}. */
+export class Segmenter {
+  constructor(session, { size, quantization, threads }) {
+    this.session = session;
+    /** Network input side (the image is resized to size x size). */
+    this.size = size;
+    /** "truncate" (CSNet) or "round" (CSF + Res2Net-50). */
+    this.quantization = quantization;
+    /** Threads the WASM runtime runs on. */
+    this.threads = threads;
+    this._queue = Promise.resolve();
+  }
+
+  /** `size x size` float32 logits of an RGBA image (runs one at a time per model). */
+  logits(image) {
+    const input = preprocess(image, this.size);
+    const run = async () => {
+      const tensor = new ort.Tensor("float32", input, [1, 3, this.size, this.size]);
+      const feeds = { [this.session.inputNames[0]]: tensor };
+      const result = await this.session.run(feeds);
+      const out = result[this.session.outputNames[0]];
+      const data = out.data.slice();
+      out.dispose?.();
+      return data;
+    };
+    const job = this._queue.then(run, run);
+    this._queue = job.catch(() => {});
+    return job;
+  }
+
+  /** The saliency map at the image's size: `{width, height, data}`, one byte per pixel. */
+  async saliency(image) {
+    const { width, height } = checkImage(image);
+    const logits = await this.logits(image);
+    return { width, height, data: postprocess(logits, this.size, width, height, this.quantization) };
+  }
+
+  /**
+   * The salient object cut out: RGBA ImageData whose alpha is the edge-refined map
+   * (soft), or 255/0 at `threshold`. Pass `saliency` (from {@link saliency}) to reuse a map.
+   */
+  async cutout(image, { threshold, refine = true, subsample = 1, saliency } = {}) {
+    const map = saliency ?? (await this.saliency(image));
+    return withAlpha(image, alphaMatte(image, map.data, { threshold, refine, subsample }));
+  }
+
+  /** Free the runtime's memory for this model. */
+  async dispose() {
+    await this.session.release();
+  }
+}
+
+/**
+ * Load a CSNet ONNX model (from `sod100k export`).
+ *
+ * @param {string|URL|ArrayBuffer|Uint8Array} model the .onnx file's URL or bytes.
+ * @param {object} [options]
+ * @param {number} [options.threads] WASM threads; used only on a cross-origin-isolated
+ *   page (else 1). The first load() of a page fixes them for the page.
+ * @param {number} [options.size=224] network input side, as `sod100k predict --size`.
+ * @param {string} [options.quantization="truncate"] "truncate" (CSNet) or "round".
+ * @returns {Promise<Segmenter>}
+ */
+export async function load(model, { threads, size = 224, quantization = "truncate" } = {}) {
+  if (!(Number.isInteger(size) && size >= 16)) throw new RangeError(`size must be an integer >= 16, got ${size}`);
+  if (!QUANTIZATIONS.includes(quantization)) throw new RangeError(`unknown quantization ${quantization}`);
+  if (runtimeThreads === null) {
+    runtimeThreads = usableThreads(threads);
+    ort.env.wasm.numThreads = runtimeThreads;
+    ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+    ort.env.logLevel = "error";
+  }
+  const source = model instanceof URL ? model.href : model;
+  const bytes = typeof source === "string" ? await fetchBytes(source) : new Uint8Array(source.buffer ?? source);
+  const session = await ort.InferenceSession.create(bytes, {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
+  return new Segmenter(session, { size, quantization, threads: runtimeThreads });
+}
+
+async function fetchBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: ${response.status} ${response.statusText}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
