@@ -532,6 +532,53 @@ export function mapImageData({ width, height, data }) {
 }
 
 // ---------------------------------------------------------------------------------------
+// PNG files of maps and cut-outs, byte for byte what was computed: a canvas would
+// premultiply the alpha and lose the colour of transparent pixels.
+
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes, crc = 0xffffffff) {
+  for (let i = 0; i < bytes.length; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return crc;
+}
+
+function pngChunk(type, body) {
+  const chunk = new Uint8Array(12 + body.length);
+  const view = new DataView(chunk.buffer);
+  view.setUint32(0, body.length);
+  for (let i = 0; i < 4; i++) chunk[4 + i] = type.charCodeAt(i);
+  chunk.set(body, 8);
+  view.setUint32(8 + body.length, (crc32(chunk.subarray(4, 8 + body.length)) ^ 0xffffffff) >>> 0);
+  return chunk;
+}
+
+/**
+ * A PNG file (Blob) of a map `{width, height, data}` (one byte per pixel: grey) or of
+ * RGBA ImageData (four bytes per pixel), compressed with the browser's zlib stream.
+ */
+export async function toPng({ width, height, data }) {
+  const channels = data.length / (width * height);
+  if (channels !== 1 && channels !== 4) throw new TypeError("expected 1 or 4 bytes per pixel");
+  const stride = width * channels;
+  const raw = new Uint8Array((stride + 1) * height); // filter type 0 (none) on every row
+  for (let y = 0; y < height; y++) raw.set(data.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
+  const zlib = new Blob([raw]).stream().pipeThrough(new CompressionStream("deflate"));
+  const idat = new Uint8Array(await new Response(zlib).arrayBuffer());
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header.set([8, channels === 1 ? 0 : 6, 0, 0, 0], 8); // 8-bit grey or RGBA
+  const signature = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
+  const parts = [signature, pngChunk("IHDR", header), pngChunk("IDAT", idat), pngChunk("IEND", new Uint8Array())];
+  return new Blob(parts, { type: "image/png" });
+}
+
+// ---------------------------------------------------------------------------------------
 // The model.
 
 /** The threads the runtime will use: `threads` (or the cores, up to 4) when isolated, else 1. */
@@ -546,7 +593,7 @@ let runtimeThreads = null;
 
 /** A loaded model; create it with {@link load}. */
 export class Segmenter {
-  constructor(session, { size, quantization, threads }) {
+  constructor(session, { size, quantization, threads }, lane = { queue: Promise.resolve() }) {
     this.session = session;
     /** Network input side (the image is resized to size x size). */
     this.size = size;
@@ -554,7 +601,15 @@ export class Segmenter {
     this.quantization = quantization;
     /** Threads the WASM runtime runs on. */
     this.threads = threads;
-    this._queue = Promise.resolve();
+    // The runtime runs one call at a time per session: calls queue here.
+    this._lane = lane;
+  }
+
+  /** The same model (same session) with another input side, e.g. a faster live mode. */
+  withSize(size) {
+    checkSize(size);
+    const { quantization, threads } = this;
+    return new Segmenter(this.session, { size, quantization, threads }, this._lane);
   }
 
   /** `size x size` float32 logits of an RGBA image (runs one at a time per model). */
@@ -569,8 +624,8 @@ export class Segmenter {
       out.dispose?.();
       return data;
     };
-    const job = this._queue.then(run, run);
-    this._queue = job.catch(() => {});
+    const job = this._lane.queue.then(run, run);
+    this._lane.queue = job.catch(() => {});
     return job;
   }
 
@@ -608,12 +663,13 @@ export class Segmenter {
  * @returns {Promise<Segmenter>}
  */
 export async function load(model, { threads, size = 224, quantization = "truncate" } = {}) {
-  if (!(Number.isInteger(size) && size >= 16)) throw new RangeError(`size must be an integer >= 16, got ${size}`);
+  checkSize(size);
   if (!QUANTIZATIONS.includes(quantization)) throw new RangeError(`unknown quantization ${quantization}`);
   if (runtimeThreads === null) {
     runtimeThreads = usableThreads(threads);
     ort.env.wasm.numThreads = runtimeThreads;
-    ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+    // Only the binary's URL: the loader is built into ort.wasm.bundle.min.mjs.
+    ort.env.wasm.wasmPaths = { wasm: new URL("./ort/ort-wasm-simd-threaded.wasm", import.meta.url).href };
     ort.env.logLevel = "error";
   }
   const source = model instanceof URL ? model.href : model;
@@ -623,6 +679,10 @@ export async function load(model, { threads, size = 224, quantization = "truncat
     graphOptimizationLevel: "all",
   });
   return new Segmenter(session, { size, quantization, threads: runtimeThreads });
+}
+
+function checkSize(size) {
+  if (!(Number.isInteger(size) && size >= 16)) throw new RangeError(`size must be an integer >= 16, got ${size}`);
 }
 
 async function fetchBytes(url) {
