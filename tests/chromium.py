@@ -28,6 +28,13 @@ CHROMIUM_FLAGS = [
 ]
 #: Chromium's synthetic camera (a moving test pattern), granted without a prompt.
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+#: JavaScript defining ``b64(Uint8Array) -> string``, to hand bytes back to Python.
+B64_JS = """const b64 = (a) => {
+    let s = "";
+    const step = 0x8000;
+    for (let i = 0; i < a.length; i += step) s += String.fromCharCode(...a.subarray(i, i + step));
+    return btoa(s);
+  };"""
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 

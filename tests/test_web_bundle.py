@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chromium import FAKE_CAMERA, chromium, offline_page, skip_without_browser
+from chromium import B64_JS, FAKE_CAMERA, chromium, offline_page, skip_without_browser
 from sod100k.cli import main as cli
 from sod100k.web.runtime import RuntimeMissingError, find_runtime
 from sod100k.web.static_server import make_server
@@ -135,16 +135,14 @@ def test_page_without_isolation_runs_on_one_thread(page, plain_site, images):
     assert "done" in page.text_content("#status"), page.text_content("#status")
 
 
-_RUN_ALL = """async (names) => {
+_RUN_ALL = (
+    """async (names) => {
   const m = await import("./sod100k.js");
   const manifest = await (await fetch("model.json")).json();
   const seg = await m.load(manifest.onnx, manifest);
-  const b64 = (a) => {
-    let s = "";
-    const step = 0x8000;
-    for (let i = 0; i < a.length; i += step) s += String.fromCharCode(...a.subarray(i, i + step));
-    return btoa(s);
-  };
+  """
+    + B64_JS
+    + """
   const alphaOf = (im) => im.data.filter((_, i) => i % 4 === 3);
   const out = [];
   for (const name of names) {
@@ -161,6 +159,7 @@ _RUN_ALL = """async (names) => {
   }
   return out;
 }"""
+)
 
 
 def _plane(text: str, height: int, width: int) -> np.ndarray:

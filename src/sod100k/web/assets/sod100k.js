@@ -579,6 +579,32 @@ export async function toPng({ width, height, data }) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Decoding files as the Python pipeline reads them.
+
+/**
+ * RGBA ImageData of an image file (Blob/File): EXIF orientation applied, colours as
+ * stored (no colour management, as Pillow reads them). Rejects with a one-line error
+ * naming the file when it cannot be decoded.
+ */
+export async function decodeImage(blob, name = blob.name ?? "image") {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, {
+      imageOrientation: "from-image",
+      premultiplyAlpha: "none",
+      colorSpaceConversion: "none",
+    });
+  } catch {
+    throw new Error(`${name}: cannot decode this file (not an image, or a corrupt one)`);
+  }
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return ctx.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+// ---------------------------------------------------------------------------------------
 // The model.
 
 /** The threads the runtime will use: `threads` (or the cores, up to 4) when isolated, else 1. */
