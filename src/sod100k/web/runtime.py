@@ -99,8 +99,12 @@ def vendor_runtime(package: Path = CHECKOUT_PACKAGE, dest: Path = VENDORED) -> P
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sod100k.web.runtime [--vendor]``: say where the runtime is, or vendor it."""
-    p = argparse.ArgumentParser(prog="python -m sod100k.web.runtime", description=main.__doc__)
+    """``python -m sod100k.web [--vendor]``: say where the runtime is, or vendor it."""
+    p = argparse.ArgumentParser(
+        prog="python -m sod100k.web",
+        description="Print the folder of the onnxruntime-web files the bundle uses, or "
+        "copy them from web/node_modules into the package.",
+    )
     p.add_argument(
         "--vendor",
         action="store_true",
@@ -114,7 +118,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
