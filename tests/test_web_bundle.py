@@ -151,10 +151,15 @@ _RUN_ALL = (
     const soft = await seg.cutout(img, { saliency: map });
     const hard = await seg.cutout(img, { saliency: map, threshold: 128 });
     const png = new Uint8Array(await (await m.toPng(soft)).arrayBuffer());
+    const first = name === names[0];
+    const input = first ? m.preprocess(img, seg.size) : null;
+    const logits = first ? await seg.logits(img) : null;
     out.push({
       name, width: map.width, height: map.height, map: b64(map.data),
       soft: b64(alphaOf(soft)), hard: b64(alphaOf(hard)),
-      png: name === names[0] ? b64(png) : null,
+      png: first ? b64(png) : null,
+      input: first ? b64(new Uint8Array(input.buffer)) : null,
+      logits: first ? b64(new Uint8Array(logits.buffer)) : null,
     });
   }
   return out;
@@ -178,7 +183,26 @@ def _check_close(label: str, got: list[np.ndarray], want: list[np.ndarray]) -> N
     )
 
 
-def test_maps_and_cutouts_match_the_cli(page, site, images, cli_outputs):
+def _floats(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), np.float32)
+
+
+def _check_network(bundle: Path, image: Path, result: dict) -> None:
+    """The module's network input equals Python's up to OpenCV's IPP rounding, and the
+    WASM runtime's logits equal native ONNX Runtime's on that same input."""
+    from sod100k.data.images import load_rgb
+    from sod100k.infer.backends import OnnxBackend
+    from sod100k.infer.preprocess import preprocess
+
+    x = _floats(result["input"]).reshape(1, 3, 224, 224)
+    input_diff = np.abs(x[0] - preprocess(load_rgb(image), 224)).max()
+    native = OnnxBackend(bundle / "model.onnx", threads=1)(x)[0]
+    logit_diff = np.abs(_floats(result["logits"]).reshape(224, 224) - native).max()
+    print(f"network input max |diff| {input_diff:.2e}; WASM vs native logits {logit_diff:.2e}")
+    assert input_diff < 1e-4 and logit_diff < 1e-4, (input_diff, logit_diff)
+
+
+def test_maps_and_cutouts_match_the_cli(page, site, bundle, images, cli_outputs):
     _open(page, site)
     results = page.evaluate(_RUN_ALL, [p.name for p in images])
     maps, soft, hard, want_maps, want_soft, want_hard = [], [], [], [], [], []
@@ -196,6 +220,7 @@ def test_maps_and_cutouts_match_the_cli(page, site, images, cli_outputs):
     assert {int(v) for a in hard for v in np.unique(a)} <= {0, 255}
     # The module's PNG holds the cut-out exactly: the image's colours and the alpha.
     first = results[0]
+    _check_network(bundle, images[0], first)
     png = np.asarray(Image.open(io.BytesIO(base64.b64decode(first["png"]))))
     assert png.shape == (first["height"], first["width"], 4)
     np.testing.assert_array_equal(png[..., 3], soft[0])
