@@ -34,17 +34,6 @@ log = logging.getLogger("browser_speed")
 
 SCRIPT = Path(__file__).resolve()
 MODELS = {"x1": "csnet-L-x1", "x2": "csnet-L-x2"}
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
 READY = "document.getElementById('runtime').textContent.startsWith('Model')"
 
 _TIME_JS = """async ([warmup, runs, names]) => {
@@ -108,12 +97,11 @@ def _serve(folder: str):
 
 
 def wasm(cell: dict) -> dict:
-    from playwright.sync_api import sync_playwright
+    from sod100k.web.headless import FAKE_CAMERA, chromium
 
     server, url = _serve(cell["bundle"])
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=cell["chromium"], args=CHROMIUM_FLAGS)
+        with chromium(cell["chromium"], FAKE_CAMERA) as browser:
             page = browser.new_page()
             page.goto(f"{url}?threads={cell['threads']}")
             page.wait_for_function(READY, timeout=180_000)
@@ -130,7 +118,6 @@ def wasm(cell: dict) -> dict:
                 text = page.text_content("#fps")
                 found = re.search(r"([0-9.]+) fps", text)
                 live[str(size)] = float(found.group(1)) if found else None
-            browser.close()
     finally:
         server.shutdown()
         server.server_close()

@@ -18,17 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from sod100k.cli import main as cli
+from sod100k.web.headless import chromium
 from sod100k.web.static_server import make_server
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 def synthetic_photo(path: Path, width: int = 480, height: int = 360) -> None:
@@ -54,8 +45,6 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("docs/images/browser-page.png"))
     p.add_argument("--chromium", default="/usr/bin/chromium")
     args = p.parse_args()
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory(prefix="sod100k-shot-") as tmp:
         bundle = Path(tmp) / "web"
         if cli(["export", "--web", str(bundle), "-w", str(args.weights)]) != 0:
@@ -65,8 +54,7 @@ def main() -> None:
         server = make_server(bundle, port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=args.chromium, args=FLAGS)
+            with chromium(args.chromium) as browser:
                 page = browser.new_page(viewport={"width": 1100, "height": 640})
                 page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
                 page.wait_for_function(
@@ -85,7 +73,6 @@ def main() -> None:
                 )
                 shot = Path(tmp) / "shot.png"
                 page.screenshot(path=str(shot))
-                browser.close()
         finally:
             server.shutdown()
             server.server_close()

@@ -1,33 +1,20 @@
-"""Headless Debian Chromium for the browser tests, driven by Playwright for Python.
-
-Playwright cannot download its own browsers here, so it drives the system Chromium
-(``scripts/install.sh --dev`` installs it) through ``executable_path``. There is no
-internet: background networking, component updates and sync are switched off, or
-Chromium keeps retrying lookups.
-"""
+"""Headless Debian Chromium for the browser tests (Playwright; see sod100k.web.headless):
+the skip rule, an offline page, and a helper to hand bytes back to Python."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-#: Chromium's synthetic camera (a moving test pattern), granted without a prompt.
-FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+from sod100k.web.headless import FAKE_CAMERA, chromium, find_chromium
+
+__all__ = ["FAKE_CAMERA", "chromium", "offline_page", "skip_without_browser"]
+
 #: JavaScript defining ``b64(Uint8Array) -> string``, to hand bytes back to Python.
 B64_JS = """const b64 = (a) => {
     let s = "";
@@ -36,14 +23,6 @@ B64_JS = """const b64 = (a) => {
     return btoa(s);
   };"""
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 CHROMIUM = find_chromium()
@@ -65,19 +44,6 @@ def skip_without_browser() -> list:
             reason=f"{' and '.join(missing)} not installed (scripts/install.sh --dev installs it)",
         ),
     ]
-
-
-@contextmanager
-def chromium(extra_flags: tuple[str, ...] = ()) -> Iterator:
-    """A Playwright ``Browser`` on the system Chromium."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, *extra_flags])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @contextmanager

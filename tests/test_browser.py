@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from chromium import B64_JS, chromium, offline_page, skip_without_browser
+from chromium import B64_JS, skip_without_browser
 from sod100k.cli.serve import browser_model
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
@@ -67,19 +67,6 @@ def runtime_installed() -> bool:
     except RuntimeMissingError:
         return False
     return True
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser):
-    with offline_page(browser) as p:
-        yield p
-        assert p.external_requests == [], p.external_requests
 
 
 def _open(page, url: str, mode: str | None = None) -> None:

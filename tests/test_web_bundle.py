@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chromium import B64_JS, FAKE_CAMERA, chromium, offline_page, skip_without_browser
+from chromium import B64_JS, skip_without_browser
 from sod100k.cli import main as cli
 from sod100k.web.runtime import RuntimeMissingError, find_runtime
 from sod100k.web.static_server import make_server
@@ -89,19 +89,6 @@ def site(bundle) -> Iterator[str]:
 def plain_site(bundle) -> Iterator[str]:
     """The bundle from a server that sends no isolation headers."""
     yield from _serve(bundle, isolate=False)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium(tuple(FAKE_CAMERA)) as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser):
-    with offline_page(browser) as p:
-        yield p
-        assert p.external_requests == [], p.external_requests
 
 
 def _open(page, url: str) -> None:
