@@ -22,6 +22,7 @@ from PIL import Image
 
 from chromium import B64_JS, skip_without_browser
 from sod100k.cli import main as cli
+from sod100k.infer.cutout import alpha_matte
 from sod100k.web.runtime import RuntimeMissingError, find_runtime
 from sod100k.web.static_server import make_server
 
@@ -147,6 +148,7 @@ _RUN_ALL = (
       png: first ? b64(png) : null,
       input: first ? b64(new Uint8Array(input.buffer)) : null,
       logits: first ? b64(new Uint8Array(logits.buffer)) : null,
+      fast: first ? b64(m.alphaMatte(img, map.data, { subsample: 3 })) : null,
     });
   }
   return out;
@@ -208,6 +210,11 @@ def test_maps_and_cutouts_match_the_cli(page, site, bundle, images, cli_outputs)
     # The module's PNG holds the cut-out exactly: the image's colours and the alpha.
     first = results[0]
     _check_network(bundle, images[0], first)
+    # The fast guided filter (camera frames, images over 2 MP), on the same map.
+    rgb = np.asarray(Image.open(images[0]).convert("RGB"))
+    want = alpha_matte(rgb, maps[0], subsample=3)
+    fast = _plane(first["fast"], first["height"], first["width"])
+    assert np.abs(fast.astype(int) - want).max() <= 1 and (fast == want).mean() >= 0.9999
     png = np.asarray(Image.open(io.BytesIO(base64.b64decode(first["png"]))))
     assert png.shape == (first["height"], first["width"], 4)
     np.testing.assert_array_equal(png[..., 3], soft[0])

@@ -65,39 +65,48 @@ function linearTaps(src, dst) {
 /**
  * Resize interleaved float32 planes (`channels` per pixel) like cv2.resize(INTER_LINEAR):
  * a horizontal pass on every source row, then a vertical pass, each `a*w0 + b*w1` in
- * float32. `read(i)` gives source sample `i` as float32 (so bytes convert on the fly).
+ * float32 (a Float32Array store rounds each product and sum).
  */
-function resizeLinear(read, sw, sh, channels, dw, dh) {
-  const out = new Float32Array(dw * dh * channels);
-  if (sw === dw && sh === dh) {
-    for (let i = 0; i < out.length; i++) out[i] = read(i);
-    return out;
-  }
+function resizeLinear(src, sw, sh, channels, dw, dh) {
+  if (sw === dw && sh === dh) return Float32Array.from(src);
   const xt = linearTaps(sw, dw);
   const yt = linearTaps(sh, dh);
   const rowLen = dw * channels;
   const rows = new Float32Array(sh * rowLen);
+  const i0 = new Int32Array(rowLen);
+  const i1 = new Int32Array(rowLen);
+  const a0 = new Float32Array(rowLen);
+  const a1 = new Float32Array(rowLen);
+  for (let x = 0; x < dw; x++) {
+    for (let c = 0; c < channels; c++) {
+      const k = x * channels + c;
+      i0[k] = xt.index[x] * channels + c;
+      i1[k] = Math.min(xt.index[x] + 1, sw - 1) * channels + c;
+      a0[k] = xt.w0[x];
+      a1[k] = xt.w1[x];
+    }
+  }
+  const tmp = new Float32Array(2);
   for (let y = 0; y < sh; y++) {
     const base = y * sw * channels;
     const o = y * rowLen;
-    for (let x = 0; x < dw; x++) {
-      const s0 = base + xt.index[x] * channels;
-      const s1 = base + Math.min(xt.index[x] + 1, sw - 1) * channels;
-      const a0 = xt.w0[x];
-      const a1 = xt.w1[x];
-      for (let c = 0; c < channels; c++) {
-        rows[o + x * channels + c] = f32(f32(read(s0 + c) * a0) + f32(read(s1 + c) * a1));
-      }
+    for (let k = 0; k < rowLen; k++) {
+      tmp[0] = src[base + i0[k]] * a0[k];
+      tmp[1] = src[base + i1[k]] * a1[k];
+      rows[o + k] = tmp[0] + tmp[1];
     }
   }
+  const out = new Float32Array(dw * dh * channels);
   for (let y = 0; y < dh; y++) {
     const r0 = yt.index[y] * rowLen;
     const r1 = Math.min(yt.index[y] + 1, sh - 1) * rowLen;
     const b0 = yt.w0[y];
     const b1 = yt.w1[y];
     const o = y * rowLen;
-    for (let i = 0; i < rowLen; i++) {
-      out[o + i] = f32(f32(rows[r0 + i] * b0) + f32(rows[r1 + i] * b1));
+    for (let k = 0; k < rowLen; k++) {
+      tmp[0] = rows[r0 + k] * b0;
+      tmp[1] = rows[r1 + k] * b1;
+      out[o + k] = tmp[0] + tmp[1];
     }
   }
   return out;
@@ -118,8 +127,13 @@ function checkImage(image) {
 export function preprocess(image, size = 224) {
   const { width, height, data } = checkImage(image);
   // RGB samples of the RGBA bytes, scaled to [0, 1] as numpy does.
-  const read = (i) => BYTE_TO_UNIT[data[i + ((i / 3) | 0)]];
-  const hwc = resizeLinear(read, width, height, 3, size, size);
+  const rgb = new Float32Array(width * height * 3);
+  for (let q = 0; q < width * height; q++) {
+    rgb[3 * q] = BYTE_TO_UNIT[data[4 * q]];
+    rgb[3 * q + 1] = BYTE_TO_UNIT[data[4 * q + 1]];
+    rgb[3 * q + 2] = BYTE_TO_UNIT[data[4 * q + 2]];
+  }
+  const hwc = resizeLinear(rgb, width, height, 3, size, size);
   const plane = size * size;
   const chw = new Float32Array(3 * plane);
   for (let p = 0; p < plane; p++) {
@@ -149,7 +163,7 @@ export function postprocess(logits, size, width, height, quantization = "truncat
     // numpy's overflow-free logistic: 0.5 * (tanh(0.5 * x) + 1)
     prob[i] = f32(0.5 * f32(f32(Math.tanh(f32(0.5 * logits[i]))) + 1));
   }
-  const up = resizeLinear((i) => prob[i], size, size, 1, width, height);
+  const up = resizeLinear(prob, size, size, 1, width, height);
   const out = new Uint8Array(width * height);
   const k = f32(255);
   for (let i = 0; i < out.length; i++) {
@@ -324,22 +338,30 @@ function guidedAlpha(image, map, radius, eps) {
  * area-weighted mean of the source pixels it covers, rounded to a byte.
  */
 function resizeArea(src, sw, sh, channels, dw, dh) {
+  // OpenCV's area table: per output index, the source indices it covers and their
+  // float32 weights, flattened (start[i] .. start[i + 1]).
   const taps = (s, d) => {
     const scale = s / d;
-    const out = [];
+    const index = [];
+    const weight = [];
+    const start = new Int32Array(d + 1);
     for (let i = 0; i < d; i++) {
+      start[i] = index.length;
       const f1 = i * scale;
       const f2 = f1 + scale;
       const cell = Math.min(scale, s - f1);
       const s2 = Math.min(Math.floor(f2), s - 1);
       const s1 = Math.min(Math.ceil(f1), s2);
-      const list = [];
-      if (s1 - f1 > 1e-3) list.push([s1 - 1, f32((s1 - f1) / cell)]);
-      for (let j = s1; j < s2; j++) list.push([j, f32(1 / cell)]);
-      if (f2 - s2 > 1e-3) list.push([s2, f32(Math.min(Math.min(f2 - s2, 1), cell) / cell)]);
-      out.push(list);
+      const add = (j, v) => {
+        index.push(j);
+        weight.push(v);
+      };
+      if (s1 - f1 > 1e-3) add(s1 - 1, f32((s1 - f1) / cell));
+      for (let j = s1; j < s2; j++) add(j, f32(1 / cell));
+      if (f2 - s2 > 1e-3) add(s2, f32(Math.min(Math.min(f2 - s2, 1), cell) / cell));
     }
-    return out;
+    start[d] = index.length;
+    return { index: Int32Array.from(index), weight: Float32Array.from(weight), start };
   };
   const out = new Uint8Array(dw * dh * channels);
   const fx = sw / dw;
@@ -362,23 +384,36 @@ function resizeArea(src, sw, sh, channels, dw, dh) {
   const yt = taps(sh, dh);
   const row = new Float32Array(dw * channels);
   const acc = new Float32Array(dw * channels);
+  const t = new Float32Array(1);
   for (let y = 0; y < dh; y++) {
     acc.fill(0);
-    for (const [sy, beta] of yt[y]) {
-      const base = sy * sw * channels;
+    for (let ty = yt.start[y]; ty < yt.start[y + 1]; ty++) {
+      const base = yt.index[ty] * sw * channels;
+      const beta = yt.weight[ty];
       row.fill(0);
       for (let x = 0; x < dw; x++) {
-        for (const [sx, alpha] of xt[x]) {
+        for (let tx = xt.start[x]; tx < xt.start[x + 1]; tx++) {
+          const sx = base + xt.index[tx] * channels;
+          const a = xt.weight[tx];
           for (let c = 0; c < channels; c++) {
-            row[x * channels + c] = f32(row[x * channels + c] + f32(src[base + sx * channels + c] * alpha));
+            t[0] = src[sx + c] * a;
+            row[x * channels + c] += t[0];
           }
         }
       }
-      for (let i = 0; i < acc.length; i++) acc[i] = f32(acc[i] + f32(beta * row[i]));
+      for (let i = 0; i < acc.length; i++) {
+        t[0] = beta * row[i];
+        acc[i] += t[0];
+      }
     }
     for (let i = 0; i < acc.length; i++) out[y * dw * channels + i] = rint(acc[i]);
   }
   return out;
+}
+
+/** One cv2.remap bilinear sample of plane `P` in float32, in OpenCV's order. */
+function bilinear(P, i00, i01, i10, i11, w0, w1, w2, w3) {
+  return f32(f32(f32(f32(P[i00] * w0) + f32(P[i01] * w1)) + f32(P[i10] * w2)) + f32(P[i11] * w3));
 }
 
 /**
@@ -417,40 +452,45 @@ function fastGuidedAlpha(image, map, radius, eps, lowPixels) {
   const gx = grid(w, wl);
   const gy = grid(h, hl);
   const tab = Float32Array.from({ length: 32 }, (_, i) => f32(i / 32));
-  const clampX = (x) => Math.min(Math.max(x, 0), wl - 1);
-  const clampY = (y) => Math.min(Math.max(y, 0), hl - 1);
+  const x0s = Int32Array.from(gx.pos, (p) => Math.min(Math.max(p, 0), wl - 1));
+  const x1s = Int32Array.from(gx.pos, (p) => Math.min(Math.max(p + 1, 0), wl - 1));
+  const [A0, A1, A2, B] = coef;
   const alpha = new Uint8Array(w * h);
   const k = f32(255);
   const half = f32(0.5);
+  // cv2.remap's bilinear weights (products of the 1-D ones, one set per 1/32-pixel
+  // offset) and its sum order, in float32.
+  const fxi = Int32Array.from(gx.frac);
+  const wt = new Float32Array(32 * 4);
   for (let y = 0; y < h; y++) {
     const fy = tab[gy.frac[y]];
-    const y0 = clampY(gy.pos[y]) * wl;
-    const y1 = clampY(gy.pos[y] + 1) * wl;
+    const fy1 = f32(1 - fy);
+    for (let j = 0; j < 32; j++) {
+      const fx = tab[j];
+      const fx1 = f32(1 - fx);
+      wt[4 * j] = fy1 * fx1;
+      wt[4 * j + 1] = fy1 * fx;
+      wt[4 * j + 2] = fy * fx1;
+      wt[4 * j + 3] = fy * fx;
+    }
+    const y0 = Math.min(Math.max(gy.pos[y], 0), hl - 1) * wl;
+    const y1 = Math.min(Math.max(gy.pos[y] + 1, 0), hl - 1) * wl;
     for (let x = 0; x < w; x++) {
-      const fx = tab[gx.frac[x]];
-      const x0 = clampX(gx.pos[x]);
-      const x1 = clampX(gx.pos[x] + 1);
-      const wt = [
-        f32(f32(1 - fy) * f32(1 - fx)),
-        f32(f32(1 - fy) * fx),
-        f32(fy * f32(1 - fx)),
-        f32(fy * fx),
-      ];
-      const at = (plane) =>
-        f32(
-          f32(
-            f32(f32(plane[y0 + x0] * wt[0]) + f32(plane[y0 + x1] * wt[1])) +
-              f32(plane[y1 + x0] * wt[2]),
-          ) + f32(plane[y1 + x1] * wt[3]),
-        );
+      const j = 4 * fxi[x];
+      const w0 = wt[j];
+      const w1 = wt[j + 1];
+      const w2 = wt[j + 2];
+      const w3 = wt[j + 3];
+      const i00 = y0 + x0s[x];
+      const i01 = y0 + x1s[x];
+      const i10 = y1 + x0s[x];
+      const i11 = y1 + x1s[x];
       const q = y * w + x;
-      const dot = f32(
-        f32(
-          f32(at(coef[0]) * BYTE_TO_UNIT[data[4 * q]]) +
-            f32(at(coef[1]) * BYTE_TO_UNIT[data[4 * q + 1]]),
-        ) + f32(at(coef[2]) * BYTE_TO_UNIT[data[4 * q + 2]]),
-      );
-      const v = f32(f32(f32(at(coef[3]) + dot) * k) + half);
+      const d0 = f32(bilinear(A0, i00, i01, i10, i11, w0, w1, w2, w3) * BYTE_TO_UNIT[data[4 * q]]);
+      const d1 = f32(bilinear(A1, i00, i01, i10, i11, w0, w1, w2, w3) * BYTE_TO_UNIT[data[4 * q + 1]]);
+      const d2 = f32(bilinear(A2, i00, i01, i10, i11, w0, w1, w2, w3) * BYTE_TO_UNIT[data[4 * q + 2]]);
+      const b = bilinear(B, i00, i01, i10, i11, w0, w1, w2, w3);
+      const v = f32(f32(f32(b + f32(f32(d0 + d1) + d2)) * k) + half);
       alpha[q] = Math.min(Math.max(v, 0), 255);
     }
   }
