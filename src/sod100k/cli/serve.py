@@ -7,6 +7,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sod100k.cli import ray_serve
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sod100k.server import create_app
     from sod100k.server.protocol import guarded_protocol
+    from sod100k.server.web import add_browser_routes
 
     for name in ("workers", "port", "large_slots", "max_connections"):
         positive(name.replace("_", "-"), getattr(args, name))
@@ -127,7 +130,11 @@ def run(args: argparse.Namespace) -> int:
         args, threads=1, streams=args.workers + args.large_slots
     )
     settings = settings_from_args(args, model or str(weights))
-    app = create_app(Predictor(backend, args.size), settings)
+    predictor = Predictor(backend, args.size)
+    app = create_app(predictor, settings)
+    add_browser_routes(
+        app, browser_model(model, weights), settings.model_name, args.size, predictor.quantization
+    )
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -143,6 +150,21 @@ def run(args: argparse.Namespace) -> int:
         raise
     _exit_now_if_work_is_stuck()
     return 0
+
+
+def browser_model(model: str | None, weights: str) -> Callable[[], bytes]:
+    """The ONNX graph the page's "run in this browser" mode loads: an ``.onnx`` file as
+    given, else the fp32 export of the weights (made on the first request for it)."""
+    if Path(weights).suffix == ".onnx":
+        return Path(weights).read_bytes
+
+    def export() -> bytes:
+        from sod100k.checkpoints.loading import load_model
+        from sod100k.infer.onnx_export import export_bytes
+
+        return export_bytes(load_model(model, weights))
+
+    return export
 
 
 def settings_from_args(args: argparse.Namespace, model_name: str) -> ServerSettings:

@@ -89,6 +89,15 @@ class ModelSpec:
         net = load_model(model, weights)
         return cls(name, model, weights, size, precision, device, export_bytes(net), net.arch)
 
+    def onnx_graph(self) -> bytes:
+        """The model's fp32 ONNX graph: the one carried, else exported from the weights."""
+        if self.graph is not None:
+            return self.graph
+        from sod100k.checkpoints.loading import load_model
+        from sod100k.infer.onnx_export import export_bytes
+
+        return export_bytes(load_model(self.model, self.weights))
+
     def backend_for(self, threads: int | None, streams: int = 1) -> Backend:
         """Build the backend: ``threads`` per inference call (``None``: the runtime's
         default), ``streams`` calls at once (OpenVINO)."""

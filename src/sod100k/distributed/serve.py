@@ -62,15 +62,20 @@ def build_replica_app(spec: ModelSpec, settings: ServerSettings):
     """The FastAPI app of one replica: the local server's app on this replica's CPUs.
 
     Runs in the replica. As in ``sod100k serve``, each inference call runs on one
-    thread, and there are as many request threads as CPUs the replica holds.
+    thread, there are as many request threads as CPUs the replica holds, and the page's
+    in-browser mode gets the model's ONNX graph.
     """
     from sod100k.infer.predictor import Predictor
     from sod100k.server import create_app
+    from sod100k.server.web import add_browser_routes
 
     workers = actor_threads()
     settings = dataclasses.replace(settings, workers=workers)
     backend = spec.backend_for(threads=1, streams=workers + settings.large_slots)
-    return create_app(Predictor(backend, spec.size), settings)
+    predictor = Predictor(backend, spec.size)
+    app = create_app(predictor, settings)
+    add_browser_routes(app, spec.onnx_graph, settings.model_name, spec.size, predictor.quantization)
+    return app
 
 
 def application(spec: ModelSpec, settings: ServerSettings, scaling: Scaling):
