@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -131,6 +131,7 @@ def predict_files(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = True,
+    on_row: Callable[[str, str], None] | None = None,
 ) -> RayReport:
     """Predict ``(src, dst)`` pairs on the connected cluster; never raises for a bad item.
 
@@ -145,6 +146,8 @@ def predict_files(
         batch_size: images per network call.
         workers: decode/encode threads per actor.
         progress: show a progress bar on standard error.
+        on_row: called with ``(name, error)`` as each row comes back (``error`` is
+            ``""`` for a written output), in the driver.
 
     Returns:
         The :class:`RayReport`.
@@ -185,6 +188,8 @@ def predict_files(
                 else:
                     report.written.append(str(dst))
                 bar.update(1)
+                if on_row is not None:
+                    on_row(str(name), str(error))
     finally:
         bar.close()
     # Only now that the run is over: no worker of it can be writing any more.
