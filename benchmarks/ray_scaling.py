@@ -104,11 +104,24 @@ def _ray(cell: dict, folder: Path, out: Path) -> dict:
         on_row=lambda name, error: times.append(time.perf_counter()),
     )
     assert not report.failed, report.failed[:1]
-    ramp = max(1, int(RAMP * len(times)))
-    rate = (len(times) - ramp) / (times[-1] - times[ramp - 1])
+    # Rows come back a task (block) at a time, microseconds apart within a block: time
+    # from the block that completes the ramp to the last block, over the rows in between.
+    blocks: list[list[float]] = []
+    for t in times:
+        if blocks and t - blocks[-1][-1] < 0.005:
+            blocks[-1].append(t)
+        else:
+            blocks.append([t])
+    ramp, done, k = max(1, int(RAMP * len(times))), 0, 0
+    while done < ramp:
+        done += len(blocks[k])
+        k += 1
+    if k >= len(blocks):
+        raise SystemExit(f"-n {cell['n']}: too few tasks to time a steady rate; raise -n")
+    rate = (len(times) - done) / (blocks[-1][-1] - blocks[k - 1][-1])
     return {
         "images_per_s": rate,
-        "start_s": times[ramp - 1] - start - ramp / rate,
+        "start_s": times[-1] - start - len(times) / rate,
         "total_s": times[-1] - start,
     }
 
