@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dwd_study
+import dwd_study_report
 from sod100k.models import create_model
 from sod100k.train.bn_stats import reestimate_bn
 from sod100k.train.init import init_batchnorm
@@ -105,6 +106,20 @@ def test_smoke_study_runs_to_the_end_and_resumes(tmp_path: Path) -> None:
     assert dwd_study.main([*argv, "--threads", "1"]) == 0
     assert trained.stat().st_mtime_ns == stamp
     assert "ft-slim" in json.loads((out / "state.json").read_text())["stages"]
+
+    # The report: tables, figures, compact checkpoints that re-score to the recorded numbers.
+    results, figures = tmp_path / "results", tmp_path / "img"
+    argv_report = [str(out), "--results", str(results), "--figures", str(figures)]
+    assert dwd_study_report.main([*argv_report, "--verify", str(ecssd)]) == 0
+    payload = json.loads((results / "results.json").read_text())
+    assert payload["verdict"]["outcome"] in ("reproduced", "not reproduced", "inconclusive")
+    assert len(payload["rescored"]) == 12 and all(v["ok"] for v in payload["rescored"].values())
+    for arm in dwd_study.ARMS:
+        for name in ("trained", "pruned-gap", "pruned-55", "finetuned-55"):
+            assert 0 < (results / f"{arm}-{name}.pt").stat().st_size < 1_000_000
+    assert "| dwd | gap" in (results / "results.md").read_text()
+    for name in ("gammas", "shares", "curve"):
+        assert (figures / f"dwd-study-v2-{name}.png").stat().st_size > 0
 
     # Other settings in the same folder are refused instead of mixed in.
     with pytest.raises(SystemExit, match="other settings"):
