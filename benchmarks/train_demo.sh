@@ -19,8 +19,10 @@ if has train; then
     ln -s "$(realpath ../shared/data/DUTS-TR-2k/images/$img)" "$WORK/subset/images/$img"
     ln -s "$(realpath ../shared/data/DUTS-TR-2k/masks/${img%.*}.png)" "$WORK/subset/masks/${img%.*}.png"
   done
+  # --bn-init ones: the documented run (and THRESHOLD's default) predate the recipe's
+  # U(0,1) gammas; with them the lockstep fall from 1 that the demo shows is gone.
   sod train --model csnet-l-x1 --data "$WORK/subset" --val ../shared/data/ECSSD \
-    --out "$WORK/train" --epochs "$EPOCHS" --workers 1
+    --out "$WORK/train" --epochs "$EPOCHS" --workers 1 --bn-init ones
 fi
 if has prune; then
   python benchmarks/gamma_stats.py "$WORK/train/last.pt"
