@@ -42,8 +42,8 @@ def export_bytes(
 
     By default the fused CSNet keeps one conv per branch pair (``merge_convs=False``): no
     channel-split ops, which OpenVINO runs slowly (x2: 37.6 vs 15.0 ms/img), while ONNX
-    Runtime is as fast either way (benchmarks/openvino_variants.py). The graph is checked
-    with ``onnx.checker`` before it is returned.
+    Runtime is as fast either way (docs/benchmarks/inference.md, OpenVINO graph variants).
+    The graph is checked with ``onnx.checker`` before it is returned.
     """
     net = fuse_csnet(model, merge_convs=merge_convs) if isinstance(model, CSNet) else model
     net = net.cpu().eval()

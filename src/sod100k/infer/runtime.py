@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "torch-fused", "onnx", "openvino")
 #: Precisions :func:`make_backend` runs. ``fp32`` is the default and matches torch
-#: within 1e-4; ``int8`` is for experiments (benchmarks/int8_openvino.py): it missed the
+#: within 1e-4; ``int8`` is for experiments (benchmarks/precision.py): it missed the
 #: accuracy bar on ECSSD (max F -0.0085, MAE +0.0038 for x2), so the CLI does not offer it.
 PRECISIONS = ("fp32", "bf16", "int8")
 #: Precisions the command line offers (see docs/guide/backends.md).
