@@ -103,7 +103,7 @@ def test_csnet_recipe_starts_gammas_from_seeded_uniform(tiny_data, tmp_path):
         assert 0.4 < float(ga.mean()) < 0.6  # U(0, 1)
         assert torch.equal(ga, torch.cat([m.weight.detach() for m in bns(b.model)]))
         assert not torch.equal(ga, torch.cat([m.weight.detach() for m in bns(c.model)]))
-        assert all(float(m.bias.abs().max()) == 0.0 for m in bns(a.model))
+        assert all(m.bias.abs().max().item() == 0.0 for m in bns(a.model))
         assert all(bool((m.weight == 1).all()) for m in bns(ones.model))
         # only the gammas differ between the two modes: the convs are the same draws
         conv = a.model.blocks()[0].expand.conv.weight
