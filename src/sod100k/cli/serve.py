@@ -7,6 +7,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from sod100k.cli.common import (
     add_model_args,
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sod100k.server import ServerSettings, create_app
     from sod100k.server.protocol import guarded_protocol
+    from sod100k.server.web import add_browser_routes
 
     for name in ("workers", "port", "large_slots", "max_connections"):
         positive(name.replace("_", "-"), getattr(args, name))
@@ -112,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         model_name=model or str(weights),
     )
-    app = create_app(Predictor(backend, args.size), settings)
+    predictor = Predictor(backend, args.size)
+    app = create_app(predictor, settings)
+    add_browser_routes(
+        app, browser_model(model, weights), settings.model_name, args.size, predictor.quantization
+    )
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -128,6 +135,21 @@ def run(args: argparse.Namespace) -> int:
         raise
     _exit_now_if_work_is_stuck()
     return 0
+
+
+def browser_model(model: str | None, weights: str) -> Callable[[], bytes]:
+    """The ONNX graph the page's "run in this browser" mode loads: an ``.onnx`` file as
+    given, else the fp32 export of the weights (made on the first request for it)."""
+    if Path(weights).suffix == ".onnx":
+        return Path(weights).read_bytes
+
+    def export() -> bytes:
+        from sod100k.checkpoints.loading import load_model
+        from sod100k.infer.onnx_export import export_bytes
+
+        return export_bytes(load_model(model, weights))
+
+    return export
 
 
 def _exit_now_if_work_is_stuck(grace: float = 1.0, code: int = 0) -> None:
