@@ -15,9 +15,9 @@ per-request timeouts are capped), so it cannot be aimed elsewhere or run away. L
   ``--warmup`` untimed ones): requests/s, p50 / p99 latency, errors (exit 1 on any).
 * ``memory``: the peak resident memory of the server process (``VmHWM``, reset before
   each case through ``/proc/PID/clear_refs``) for the images of issue 13 (a 1-bit
-  6300 x 6300 PNG of 4.9 kB, 39.7 MP; a 36 MP photo-like JPEG; a 20 MP JPEG), four
-  concurrent 39.7 MP cut-outs, and the time of a small cut-out sent while a 39.7 MP one
-  runs.
+  6300 x 6300 PNG of 4.9 kB, 39.7 MP; a 36 MP photo-like JPEG; a 20 MP JPEG), two
+  concurrent 20 MP and four concurrent 39.7 MP cut-outs (queued for the one large
+  slot), and the time of a small cut-out sent while a 39.7 MP one runs.
 * ``soak``: ``--concurrency`` clients send a weighted mix of good requests (maps,
   cut-outs, a few 20 MP cut-outs that must be admitted or refused with 503) and every
   kind of bad one (not an image, truncated, empty, missing field, bad query value,
@@ -274,12 +274,14 @@ def memory(args: argparse.Namespace, meta: dict) -> int:
             label = f"{endpoint} {path.name} ({path.stat().st_size / 1e6:.2f} MB)"
             case(label, lambda p=path, e=endpoint: str(post(base, e, p)[0]))
 
-        def four() -> str:
-            with ThreadPoolExecutor(4) as pool:
-                done = list(pool.map(lambda _: post(base, "cutout", images["bits"]), range(4)))
+        def concurrent(key: str, n: int) -> str:
+            with ThreadPoolExecutor(n) as pool:
+                done = list(pool.map(lambda _: post(base, "cutout", images[key]), range(n)))
             return " ".join(str(s) for s, _ in sorted(done))
 
-        case("4 concurrent cut-outs of the 39.7 MP PNG", four)
+        # The large-image queue: the second request waits for the slot (issue #22).
+        case("2 concurrent cut-outs of the 20 MP JPEG", lambda: concurrent("20mp", 2))
+        case("4 concurrent cut-outs of the 39.7 MP PNG", lambda: concurrent("bits", 4))
 
         def small_during_big() -> str:
             with ThreadPoolExecutor(1) as pool:

@@ -123,3 +123,22 @@ def ecssd_subset(ecssd: Path, dst: Path, stems: tuple[str, ...]) -> tuple[Path, 
         shutil.copy(ecssd / "images" / f"{stem}.jpg", images)
         shutil.copy(ecssd / "masks" / f"{stem}.png", masks)
     return images, masks
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """Headless Chromium (Playwright) with the fake camera; see tests/chromium.py."""
+    from chromium import FAKE_CAMERA, chromium
+
+    with chromium(extra_flags=FAKE_CAMERA) as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(chromium_browser):
+    """A fresh page that may reach only this machine (asserted at the end)."""
+    from chromium import offline_page
+
+    with offline_page(chromium_browser) as p:
+        yield p
+        assert p.external_requests == [], p.external_requests

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from sod100k.cli import ray_predict
 from sod100k.cli.common import (
     CLIError,
     Failures,
@@ -156,6 +157,7 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
     )
     add_model_args(p)
     add_runtime_args(p)
+    ray_predict.add_ray_args(p)
     return p
 
 
@@ -176,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     images = [p for p in args.inputs if p not in videos]
     if videos and args.output == "-":
         raise CLIError("a video cannot be written to standard output; give -o FOLDER")
+    if args.ray is not None:
+        ray_predict.check_ray_options(args, videos)
+        if ray_predict.uses_uris(args):
+            return ray_predict.run_uris(args, render)
     failures = Failures()
     jobs: list = []
     plan = dest = None
@@ -203,8 +209,11 @@ def run(args: argparse.Namespace) -> int:
     if streams is None:  # many images or a video: throughput; one image: latency
         streams = None if len(jobs) > 1 or videos else 1
     batch = batch_size(args, streams)
-    predictor = _load_predictor(args, streams) if jobs or videos else None
-    if jobs:
+    load = (jobs and args.ray is None) or videos
+    predictor = _load_predictor(args, streams) if load else None
+    if jobs and args.ray is not None:
+        report = ray_predict.run_jobs(jobs, args, render)
+    elif jobs:
         report = run_batch(
             jobs,
             predictor,
@@ -214,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet and len(jobs) > 1,
             streams=streams,
         )
+    if jobs:
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
