@@ -146,7 +146,12 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("throughput")
-    g.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="decode threads, and as many encode/write threads (default 2)",
+    )
     g.add_argument(
         "--streams",
         type=int,
