@@ -1,31 +1,41 @@
-"""Does dynamic weight decay (DWD) make CSNet prunable? The SOD100K claim at CPU scale.
+"""Does dynamic weight decay (DWD) make CSNet prunable? The SOD100K claim, tested fairly.
 
-Trains the full (unpruned) csnet-l-x1 from scratch twice on DUTS-TR-2k, once with DWD
-and once with plain weight decay only (everything else equal: initial weights, data
-order, augmentation, optimizer, schedule), prunes both with the library's pruning rule
-(``sod100k.train.prune.prune_model``) to the same parameter budgets, fine-tunes every
-pruned net equally, scores every stage on all of ECSSD, and writes:
+The design is issue 21's; docs/guide/dwd-study.md gives the reasons and the verdict
+criteria, written before the run. In short, on the full csnet-l-x1 at 112 px, batch 24,
+DUTS-TR-2k, the reference augmentation, BN gammas from U(0, 1), one seed:
 
-* ``results.json`` / ``results.md``: params, FLOPs (at 224 x 224), ECSSD MAE / max F /
-  S-measure for trained, pruned and fine-tuned nets of both runs;
-* ``gamma_hist.png``: histograms of |gamma| (the BN weights under DWD) per epoch for
-  both runs; ``gamma_share.png`` + ``gamma_share.json``: share of |gamma| < 1e-20 and
-  < 1e-3 after every epoch.
+1. ``warmup``: a shared warm-up, the recipe without DWD (every parameter under plain
+   weight decay), ``--warmup-steps`` steps at ``--lr``;
+2. ``move`` (``--move``, on by default): a function-preserving move to the released
+   nets' operating point (BN input variance ~1.4e-6 at the expand BNs, ~1.4e-4 / 5.6e-4
+   at the depthwise ones, median penalised |gamma| ~0.011): backbone conv weights are
+   scaled per unit kind, every penalised BN's gamma and beta by a common factor, and
+   each BN's gamma is compensated for where eps now dominates its variance, so that the
+   eval-mode function is unchanged (exactly, up to rounding); how much it changes the
+   logits (eval and train mode) and the ECSSD scores is measured and stored;
+3. three arms from that start, the same data order, ``--steps`` at ``--lr`` then
+   ``--low-steps`` at ``--low-lr``, every parameter at the recipe's lr, a fresh Adam:
+   ``dwd`` (the recipe: DWD 3.0 and the reference weight-decay groups), ``plain`` (no
+   DWD, weight decay on every gamma), ``slim`` (L1 on the gammas, no weight decay on
+   them, strength matched to DWD's mean gradient on the gammas at the start);
+4. every ``--snapshot-every`` steps: the penalised gammas (``gammas.npz``), the share of
+   expand gammas below 1e-20 / 1e-6 / 1e-3, the BN-input-variance medians (running
+   variances), ECSSD on the curve images; a checkpoint to resume from;
+5. each trained arm pruned at 1e-20, at its natural gap and at each ``--budgets`` share of
+   parameters, with BN re-estimation only (``--recal-batches`` batches of the training
+   data), scored on the first ``--curve-images`` ECSSD images, the gap and ``--key-budget``
+   cuts also on all of ECSSD; the ``--key-budget`` nets then get the same short fine-tune
+   (``--ft-steps`` at ``--ft-lr``, no sparsity penalty) and are scored on all of ECSSD.
 
-Resumable: every stage is recorded in ``state.json`` when done, and training writes a
-checkpoint (weights, optimizer, epoch) after every epoch; re-running the same command
-continues with the first unfinished epoch or stage. Deleting ``OUT`` starts over.
-
-Departures from the 300-epoch recipe, and why (see docs/guide/dwd-study.md):
-``--size 112`` (4x fewer pixels per step), ``--epochs 10`` of 2,000 images, and the BN
-gammas under DWD (in both runs) get their own learning rate ``--gamma-lr 3e-3``. Adam
-moves every parameter by about its learning rate per step whatever the size of its
-gradient, so at lr 1e-4 every gamma falls from 1 by at most 0.08 in 830 steps, in
-lockstep; at 3e-3 a gamma can reach zero in ~330 steps, which leaves the rest of the
-run for DWD to push unneeded channels down while BCE holds useful ones up.
+Everything lands in ``OUT/state.json`` (settings and every finished stage) plus the
+checkpoints and ``gammas.npz`` files; ``benchmarks/dwd_study_report.py OUT`` turns it into
+the table, figures, results.json and the verdict. Resumable: re-run the same command; a
+stage is recorded when done, training writes a checkpoint at every snapshot, and the data
+order and augmentation of every step are seeded from the step number, so a resumed run
+does what an uninterrupted one would. Other settings into the same ``OUT`` are refused.
 
 Usage:
-    python benchmarks/dwd_study.py [--out runs/dwd-study] [--smoke] [options]
+    python benchmarks/dwd_study.py --out runs/dwd-study-v2 [--smoke] [options]
 """
 
 from __future__ import annotations
@@ -34,18 +44,18 @@ import argparse
 import copy
 import json
 import logging
-import os
+import math
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Subset
+from torch import Tensor, nn
 
 from sod100k.checkpoints.loading import load_model, save_model
 from sod100k.data.dataset import SaliencyDataset, collate_skipping_bad, pair_by_stem
@@ -53,15 +63,27 @@ from sod100k.data.images import load_gray, load_rgb
 from sod100k.eval.metrics import score_image, summarize
 from sod100k.infer.preprocess import postprocess, preprocess_batch
 from sod100k.models import create_model
+from sod100k.models.csnet import CSNet
 from sod100k.models.flops import count_flops, count_params
+from sod100k.train.bn_stats import reestimate_bn
 from sod100k.train.dwd import DynamicWeightDecay
-from sod100k.train.prune import PruneError, prune_model
+from sod100k.train.init import init_batchnorm
+from sod100k.train.prune import (
+    PruneError,
+    expand_gammas,
+    natural_gap,
+    prune_model,
+    prune_to_budget,
+)
+from sod100k.train.sparsity import build_sparsity, optimizer_groups
 from sod100k.train.step import StepLoss
 from sod100k.utils.files import atomic_save, atomic_write_text
 
 log = logging.getLogger("dwd_study")
-RUNS = ("dwd", "plain")
-THRESHOLDS = {"below_1e-20": 1e-20, "below_1e-3": 1e-3}  # key -> |gamma| threshold
+ARMS = ("dwd", "plain", "slim")
+ARM_SPARSITY = {"dwd": "dwd", "plain": "none", "slim": "l1"}
+KINDS = ("expand", "dw1", "dw2")
+SHARES = {"below_1e-20": 1e-20, "below_1e-6": 1e-6, "below_1e-3": 1e-3}
 DEFAULT_DATA = "../shared/data/DUTS-TR-2k"
 DEFAULT_ECSSD = "../shared/data/ECSSD"
 
@@ -73,22 +95,47 @@ class Settings:
     model: str = "csnet-l-x1"
     size: int = 112
     batch: int = 24
-    epochs: int = 10
-    finetune_epochs: int = 2
+    seed: int = 0
+    bn_init: str = "uniform"
     lr: float = 1e-4
-    gamma_lr: float = 3e-3
-    finetune_lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 5e-3
+    warmup_steps: int = 1200
+    move: bool = True
+    target_gamma: float = 0.011  # released nets: median surviving |gamma|
+    target_var: tuple[float, float, float] = (1.4e-6, 1.4e-4, 5.6e-4)  # expand, dw1, dw2
+    steps: int = 2000
+    low_steps: int = 400
+    low_lr: float = 1e-5
+    snapshot_every: int = 200
     dwd_coefficient: float = 3.0
-    budgets: tuple[float, ...] = (0.5, 0.8)
+    budgets: tuple[float, ...] = (0.30, 0.45, 0.55, 0.65)
+    key_budget: float = 0.55
+    recal_batches: int = 20
+    curve_images: int = 300
+    full_images: int = 0  # 0: all of ECSSD
+    ft_steps: int = 200
+    ft_lr: float = 1e-4
     train_limit: int = 0
-    eval_limit: int = 0
-    seed: int = 0
+
+    @property
+    def arm_steps(self) -> int:
+        return self.steps + self.low_steps
 
 
-SMOKE = {"size": 32, "batch": 8, "epochs": 2, "finetune_epochs": 1, "train_limit": 16,
-         "eval_limit": 4}  # fmt: skip
+SMOKE = {
+    "size": 32,
+    "batch": 4,
+    "warmup_steps": 4,
+    "steps": 4,
+    "low_steps": 2,
+    "snapshot_every": 2,
+    "recal_batches": 2,
+    "curve_images": 3,
+    "full_images": 4,
+    "ft_steps": 2,
+    "train_limit": 12,
+}
 
 
 # ----------------------------------------------------------------------------- state
@@ -97,7 +144,7 @@ class State:
 
     def __init__(self, out: Path, settings: Settings) -> None:
         self.path = out / "state.json"
-        wanted = _jsonable(settings.__dict__)
+        wanted = jsonable(settings.__dict__)
         if self.path.exists():
             self.data = json.loads(self.path.read_text())
             if self.data["settings"] != wanted:
@@ -115,353 +162,589 @@ class State:
     def get(self, stage: str) -> Any:
         return self.data["stages"][stage]
 
-    def finish(self, stage: str, result: Any) -> None:
-        self.data["stages"][stage] = _jsonable(result)
+    def finish(self, stage: str, result: Any) -> Any:
+        self.data["stages"][stage] = jsonable(result)
         self.save()
+        return self.data["stages"][stage]
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else v))
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    atomic_save(path, lambda f: torch.save(obj, f))
+
+
+# ----------------------------------------------------------------------------- data
+class Batches:
+    """The batch of any step of a named stream, the same whenever it is asked for.
+
+    Epoch ``e`` of stream ``name`` is a permutation seeded from (seed, name, e); the
+    augmentation of step ``t`` is seeded from (seed, name, t). So every arm sees the same
+    batches, and a resumed run the same as an uninterrupted one.
+    """
+
+    def __init__(self, data: str, s: Settings) -> None:
+        self.dataset = SaliencyDataset(data, s.size, augment="csnet", skip_bad=True)
+        self.plain = SaliencyDataset(data, s.size, augment="none", skip_bad=True)
+        self.n = min(s.train_limit, len(self.dataset)) if s.train_limit else len(self.dataset)
+        self.batch, self.seed = min(s.batch, self.n), s.seed
+        self.per_epoch = self.n // self.batch
+
+    def _seed(self, name: str, value: int) -> int:
+        return (self.seed * 1_000_003 + sum(map(ord, name)) * 10_007 + value) % 2**32
+
+    def __call__(self, name: str, step: int, augment: bool = True) -> tuple[Tensor, Tensor]:
+        epoch, index = divmod(step, self.per_epoch)
+        order = torch.randperm(
+            self.n, generator=torch.Generator().manual_seed(self._seed(name, epoch))
+        )
+        np.random.seed(self._seed(name + "/aug", step))
+        dataset = self.dataset if augment else self.plain
+        items = [dataset[int(i)] for i in order[index * self.batch : (index + 1) * self.batch]]
+        batch = collate_skipping_bad(items)
+        if batch is None:
+            raise RuntimeError(f"step {step} of {name}: every pair of the batch is unreadable")
+        return batch
+
+    def images(self, name: str, count: int) -> Iterator[Tensor]:
+        """``count`` image batches of stream ``name`` without augmentation (for BN
+        re-estimation)."""
+        for step in range(count):
+            yield self(name, step, augment=False)[0]
+
+
+# ----------------------------------------------------------------------------- statistics
+def kind_norms(model: CSNet) -> dict[str, list[nn.BatchNorm2d]]:
+    """The penalised BNs by unit kind: each block's expand, dw1 and dw2 BNs."""
+    return {k: [n for b in model.blocks() for n in getattr(b, k).norms.values()] for k in KINDS}
+
+
+def gamma_arrays(model: CSNet) -> dict[str, np.ndarray]:
+    return {
+        k: torch.cat([n.weight.detach().abs().flatten() for n in norms]).numpy().astype(np.float32)
+        for k, norms in kind_norms(model).items()
+    }
+
+
+def variance_medians(model: CSNet) -> dict[str, float]:
+    """Median BN input variance (the running variance) per unit kind."""
+    return {
+        k: float(torch.cat([n.running_var.flatten() for n in norms]).median())
+        for k, norms in kind_norms(model).items()
+    }
+
+
+def snapshot_stats(model: CSNet) -> dict[str, Any]:
+    g = expand_gammas(model).double()
+    stats = {key: float((g < t).double().mean()) for key, t in SHARES.items()}
+    stats["expand_median"] = float(g.median())
+    stats["expand_quantiles"] = [
+        float(q) for q in torch.quantile(g, torch.tensor([0.05, 0.25, 0.75, 0.95], dtype=g.dtype))
+    ]
+    stats["penalised_median"] = float(np.median(np.concatenate(list(gamma_arrays(model).values()))))
+    stats["var_median"] = variance_medians(model)
+    stats["conv_rms"] = conv_rms(model)
+    return stats
+
+
+def conv_rms(model: CSNet) -> float:
+    ws = [b.expand.conv.weight for b in model.blocks()]
+    ws += [c.weight for b in model.blocks() for u in (b.dw1, b.dw2) for c in u.convs.values()]
+    flat = torch.cat([w.detach().flatten() for w in ws])
+    return float(flat.pow(2).mean().sqrt())
+
+
 # ----------------------------------------------------------------------------- training
-def penalised_gammas(model: nn.Module) -> list[nn.Parameter]:
-    """The BN gammas that DWD acts on (every backbone unit), in forward order."""
-    return [norm.weight for u in model.branch_units() for norm in u.norms.values()]
-
-
-def gamma_values(model: nn.Module) -> np.ndarray:
-    return torch.cat([g.detach().abs().flatten() for g in penalised_gammas(model)]).numpy()
-
-
-def make_optimizer(model: nn.Module, s: Settings, dwd: bool, lr: float, gamma_lr: float):
-    """Adam with the gammas in their own group: wd 0 under DWD, else plain weight decay."""
-    ids = {id(p) for p in penalised_gammas(model)}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    gammas = [p for p in model.parameters() if id(p) in ids]
-    return torch.optim.Adam(
-        [
-            {"params": rest, "lr": lr, "weight_decay": s.weight_decay},
-            {"params": gammas, "lr": gamma_lr, "weight_decay": 0.0 if dwd else s.weight_decay},
-        ],
-        betas=s.betas,
-    )
-
-
-def train_set(data: str, s: Settings):
-    ds = SaliencyDataset(data, s.size, augment="csnet", skip_bad=True)
-    return Subset(ds, range(min(s.train_limit, len(ds)))) if s.train_limit else ds
-
-
 def train(
     name: str,
-    model: nn.Module,
+    model: CSNet,
     run_dir: Path,
-    data,
-    s: Settings,
+    batches: Batches,
+    stream: str,
     *,
-    dwd: bool,
-    epochs: int,
-    lr: float,
-    gamma_lr: float,
-    on_epoch=None,
-) -> dict:
-    """Train ``epochs`` epochs, resuming from ``run_dir/last.pt``; returns per-epoch logs."""
+    sparsity: str,
+    steps: int,
+    lr_at: Callable[[int], float],
+    s: Settings,
+    l1_strength: float = 0.0,
+    on_snapshot: Callable[[int, CSNet], dict] | None = None,
+) -> list[dict]:
+    """Train ``steps`` steps on ``stream``, resuming from ``run_dir/last.pt``.
+
+    Every ``s.snapshot_every`` steps (and at the end): ``on_snapshot`` and a checkpoint.
+    Returns the per-snapshot records.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    decay = DynamicWeightDecay(model, s.dwd_coefficient) if dwd else None
-    opt = make_optimizer(model, s, dwd, lr, gamma_lr)
-    step_loss = StepLoss(model, decay, channels_last=True)
-    history: list[dict] = []
+    penalty = build_sparsity(
+        model, sparsity, dwd_coefficient=s.dwd_coefficient, dwd_expand=1.0, l1_strength=l1_strength
+    )
+    groups = optimizer_groups(model, sparsity, penalty, s.weight_decay, "reference")
+    opt = torch.optim.Adam(groups, lr=s.lr, betas=s.betas)
+    step_loss = StepLoss(model, penalty, channels_last=True)
+    records: list[dict] = []
     start = 0
     last = run_dir / "last.pt"
     if last.exists():
         payload = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(payload["model"])
         opt.load_state_dict(payload["optimizer"])
-        start, history = payload["epoch"] + 1, payload["history"]
-        log.info("%s: resuming after epoch %d", name, start)
-    for epoch in range(start, epochs):
-        seed = s.seed * 100_003 + epoch
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        loader = DataLoader(
-            data,
-            batch_size=s.batch,
-            sampler=RandomSampler(data, generator=torch.Generator().manual_seed(seed)),
-            num_workers=0,
-            drop_last=len(data) >= s.batch,
-            collate_fn=collate_skipping_bad,
-        )
-        model.train()
-        sums, steps, t0, step_times = {"loss": 0.0, "bce": 0.0, "dwd": 0.0}, 0, time.time(), []
-        for batch in loader:
-            if batch is None:
-                continue
-            t = time.perf_counter()
-            loss, bce, penalty = step_loss(*batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step_times.append(time.perf_counter() - t)
-            for key, v in zip(sums, (loss, bce, penalty), strict=True):
-                sums[key] += float(v.detach())
-            steps += 1
-        record = {k: v / max(steps, 1) for k, v in sums.items()}
-        record |= {
-            "epoch": epoch + 1,
-            "steps": steps,
-            "seconds": time.time() - t0,
-            "median_step_s": statistics.median(step_times) if step_times else 0.0,
-        }
-        if on_epoch:
-            record |= on_epoch(epoch + 1, model)
-        history.append(record)
-        payload = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                   "epoch": epoch, "history": history}  # fmt: skip
-        _atomic_torch_save(payload, last)
-        log.info("%s epoch %d: %s", name, epoch + 1, record)
-    if decay:
-        decay.remove()
-    return {"history": history}
+        start, records = payload["step"], payload["records"]
+        log.info("%s: resuming after step %d", name, start)
+    model.train()
+    sums, times = {"loss": 0.0, "bce": 0.0, "penalty": 0.0}, []
+    t_window = time.time()
+    for step in range(start, steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        x, y = batches(stream, step)
+        t = time.perf_counter()
+        loss, bce, pen = step_loss(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+        for key, v in zip(sums, (loss, bce, pen), strict=True):
+            sums[key] += float(v.detach())
+        done = step + 1
+        if done % 20 == 0:
+            left = (steps - done) * statistics.median(times[-20:])
+            log.info(
+                "%s step %d/%d: loss %.4f, %.2f s/step, %.0f min left in this stage",
+                name,
+                done,
+                steps,
+                float(loss),
+                statistics.median(times[-20:]),
+                left / 60,
+            )
+        if done % s.snapshot_every == 0 or done == steps:
+            n = done - (records[-1]["step"] if records else start)
+            record = {k: v / max(n, 1) for k, v in sums.items()}
+            record |= {
+                "step": done,
+                "lr": lr_at(step),
+                "wall_s": time.time() - t_window,
+                "median_step_s": statistics.median(times) if times else 0.0,
+            }
+            if on_snapshot:
+                record |= on_snapshot(done, model)
+                model.train()
+            records.append(record)
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": done,
+                    "records": records,
+                },
+                last,
+            )
+            log.info("%s snapshot %d: %s", name, done, _short(record))
+            sums, times, t_window = dict.fromkeys(sums, 0.0), [], time.time()
+    if penalty:
+        penalty.remove()
+    return records
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_save(path, lambda f: torch.save(obj, f))
+def _short(record: dict) -> str:
+    keep = (
+        "loss",
+        "bce",
+        "below_1e-20",
+        "below_1e-6",
+        "below_1e-3",
+        "expand_median",
+        "var_median",
+        "curve",
+    )
+    return json.dumps({k: record[k] for k in keep if k in record})
 
 
 def contiguous(model: nn.Module) -> nn.Module:
+    """``model`` itself in the NCHW layout (in place: copy first to keep a training net's
+    channels-last weights, which its training step runs faster with)."""
     return model.to(memory_format=torch.contiguous_format)
 
 
-# ----------------------------------------------------------------------------- pruning
-def prune_to_budget(model: nn.Module, keep_share: float) -> tuple[nn.Module, float, bool]:
-    """Prune with the smallest |gamma| threshold whose net has <= ``keep_share`` of the
-    parameters; the candidates are the BN gammas' own values (binary search).
+# ----------------------------------------------------------------------------- the move
+@torch.no_grad()
+def move_to_operating_point(model: CSNet, s: Settings) -> dict[str, Any]:
+    """Scale ``model`` in place to the released nets' operating point, keeping its
+    eval-mode function (its running statistics must be fresh; see the module doc).
 
-    A threshold that would empty a whole unit (``PruneError``) is unusable, and so is
-    every higher one. When every threshold that meets the budget is unusable, the budget
-    cannot be met with the reference rule: the deepest usable cut is returned instead.
-
-    Returns:
-        The pruned net, its threshold and whether it meets the budget.
+    Conv weights of each unit kind are scaled by ``c_kind`` and every penalised BN's
+    output by ``c_g`` (gamma and beta; PReLU is positively homogeneous), so the input of a
+    backbone BN is scaled by ``s = c_g * c_kind`` (``c_expand`` alone for the stem, whose
+    input is the image; ``c_g`` for the head's fuse BNs, whose convs stay). A BN whose
+    input is scaled by ``s`` and whose output should scale by ``k`` needs
+    ``gamma' = k gamma sqrt(s^2 v + eps) / (s sqrt(v + eps))``, ``beta' = k beta``,
+    running mean ``s m`` and variance ``s^2 v``: then ``BN'(s x) = k BN(x)`` exactly. The
+    ``s`` per kind hit the target variance medians; ``c_g`` (bisection) the target median
+    |gamma| over the penalised gammas.
     """
-    target = keep_share * count_params(model)
-    values = torch.cat(
-        [m.weight.detach().abs().flatten() for m in model.modules()
-         if isinstance(m, nn.BatchNorm2d)]
-    )  # fmt: skip
-    candidates = [*torch.unique(values).tolist(), float("inf")]
+    norms = kind_norms(model)
+    blocks = model.blocks()
+    stem = {id(n) for n in blocks[0].expand.norms.values()}
+    # the stem's input scale differs (see above): the expand target is set on the others
+    med = {
+        k: float(torch.cat([n.running_var for n in ns if id(n) not in stem]).median())
+        for k, ns in norms.items()
+    }
+    scale = {k: math.sqrt(t / med[k]) for k, t in zip(KINDS, s.target_var, strict=True)}
 
-    def attempt(index: int) -> tuple[nn.Module, float] | None:
-        # threshold ``candidates[index]`` removes every smaller |gamma| and keeps it
-        threshold = candidates[index]
-        try:
-            return prune_model(model, threshold).model, threshold
-        except PruneError:
-            return None
+    def plan(c_g: float) -> list[tuple[nn.BatchNorm2d, float, float]]:
+        """(BN, input scale s, output scale k) for every BN the move touches."""
+        out = []
+        for k, ns in norms.items():
+            out += [(n, scale[k] / c_g if id(n) in stem else scale[k], c_g) for n in ns]
+        out += [(n, c_g, 1.0) for n in model.head.fuse.norms.values()]
+        return out
 
-    lo, hi, best, deepest = 0, len(candidates) - 1, None, None
-    while lo <= hi:  # smallest usable threshold that meets the budget
-        mid = (lo + hi) // 2
-        got = attempt(mid)
-        if got is None or count_params(got[0]) <= target:
-            best = got or best
-            hi = mid - 1
-        else:
-            lo = mid + 1
-    if best is not None:
-        return (*best, True)
-    lo, hi = 0, len(candidates) - 1
-    while lo <= hi:  # largest usable threshold
-        mid = (lo + hi) // 2
-        got = attempt(mid)
-        if got is None:
-            hi = mid - 1
-        else:
-            deepest, lo = got, mid + 1
-    if deepest is None:
-        raise RuntimeError("every threshold empties a unit; nothing can be pruned")
-    return (*deepest, False)
+    def new_gamma(n: nn.BatchNorm2d, s_in: float, k: float) -> Tensor:
+        v = n.running_var.double()
+        factor = torch.sqrt(s_in**2 * v + n.eps) / (s_in * torch.sqrt(v + n.eps))
+        return k * n.weight.double() * factor
 
+    penalised = {id(n) for ns in norms.values() for n in ns}
 
-# ----------------------------------------------------------------------------- scoring
-def ecssd_pairs(root: str, limit: int) -> list:
-    pairs = pair_by_stem(root)
-    return pairs[:limit] if limit else pairs
+    def median_gamma(c_g: float) -> float:
+        values = [new_gamma(n, s_in, k).abs() for n, s_in, k in plan(c_g) if id(n) in penalised]
+        return float(torch.cat(values).median())
+
+    lo, hi = 1e-8, 1e4
+    for _ in range(200):  # bisection on a log scale: the median grows with c_g
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if median_gamma(mid) < s.target_gamma else (lo, mid)
+    c_g = math.sqrt(lo * hi)
+    for n, s_in, k in plan(c_g):
+        n.weight.copy_(new_gamma(n, s_in, k).to(n.weight.dtype))
+        n.bias.mul_(k)
+        n.running_mean.mul_(s_in)
+        n.running_var.mul_(s_in**2)
+    conv = {k: scale[k] / c_g for k in KINDS}
+    for b in blocks:
+        b.expand.conv.weight.mul_(conv["expand"])
+        for k in ("dw1", "dw2"):
+            for c in getattr(b, k).convs.values():
+                c.weight.mul_(conv[k])
+    return {"c_gamma": c_g, "conv_scale": conv, "bn_input_scale": scale, "var_median_before": med}
 
 
 @torch.no_grad()
-def score(model: nn.Module, pairs: list, size: int) -> dict:
-    """ECSSD with the reference test protocol at ``size``: MAE, max F, S-measure."""
-    model = contiguous(model).eval()
-    results = []
-    for i in range(0, len(pairs), 16):
-        chunk = pairs[i : i + 16]
-        images = [load_rgb(p) for p, _ in chunk]
-        logits = model(torch.from_numpy(preprocess_batch(images, size)))[:, 0].numpy()
-        for lg, img, (_, mask_path) in zip(logits, images, chunk, strict=True):
-            pred = postprocess(lg, img.shape[0], img.shape[1])
-            results.append(score_image(pred, load_gray(mask_path)))
-    m = summarize(results).metrics
-    return {"images": len(results), "mae": m["MAE"], "max_f": m["maxF"], "s_measure": m["Sm"]}
+def logit_change(before: nn.Module, after: nn.Module, x: Tensor) -> dict[str, float]:
+    """How far ``after``'s logits are from ``before``'s on ``x``, in eval and train mode
+    (train mode: batch statistics, the running ones left untouched)."""
+    out = {}
+    for mode in ("eval", "train"):
+        nets = []
+        for net in (before, after):
+            net = copy.deepcopy(net)
+            for m in net.modules():
+                m.train(mode == "train")
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0  # train mode without touching the running stats
+            nets.append(net(x).double())
+        diff = (nets[1] - nets[0]).abs()
+        out[f"{mode}_max_abs"] = float(diff.max())
+        out[f"{mode}_mean_abs"] = float(diff.mean())
+        out[f"{mode}_logit_rms"] = float(nets[0].pow(2).mean().sqrt())
+        prob = (torch.sigmoid(nets[1]) - torch.sigmoid(nets[0])).abs()
+        out[f"{mode}_prob_max_abs"] = float(prob.max())
+    return out
+
+
+def dwd_gradient_mean(model: CSNet, batches: list[Tensor], s: Settings) -> float:
+    """Mean |d DWD / d gamma| over the penalised gammas (train mode, running statistics
+    left untouched), averaged over ``batches``: the L1 strength that matches it."""
+    net = copy.deepcopy(model).train()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+    dwd = DynamicWeightDecay(net, s.dwd_coefficient, 1.0)
+    gammas = list(dwd.gammas())
+    means = []
+    for x in batches:
+        net(x)  # with gradients on: the hooks record |GAP| of every unit's output
+        grads = torch.autograd.grad(dwd.penalty(), gammas)
+        means.append(float(torch.cat([g.abs().flatten() for g in grads]).mean()))
+    dwd.remove()
+    return statistics.fmean(means)
+
+
+# ----------------------------------------------------------------------------- scoring
+class Ecssd:
+    """ECSSD scored with the reference test protocol at the study's input size."""
+
+    def __init__(self, root: str, size: int) -> None:
+        self.pairs = pair_by_stem(root)
+        self.size = size
+
+    def count(self, limit: int) -> int:
+        return min(limit, len(self.pairs)) if limit else len(self.pairs)
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, limit: int) -> dict:
+        """MAE, max F (beta^2 0.3), S-measure on the first ``limit`` images (0: all)."""
+        model = contiguous(copy.deepcopy(model)).eval()
+        pairs = self.pairs[: self.count(limit)]
+        results = []
+        for i in range(0, len(pairs), 16):
+            chunk = pairs[i : i + 16]
+            images = [load_rgb(p) for p, _ in chunk]
+            logits = model(torch.from_numpy(preprocess_batch(images, self.size)))[:, 0].numpy()
+            for lg, img, (_, mask_path) in zip(logits, images, chunk, strict=True):
+                pred = postprocess(lg, img.shape[0], img.shape[1])
+                results.append(score_image(pred, load_gray(mask_path)))
+        m = summarize(results).metrics
+        return {"images": len(results), "mae": m["MAE"], "max_f": m["maxF"], "s_measure": m["Sm"]}
 
 
 def describe(model: nn.Module) -> dict:
-    return {"params": count_params(model), "flops_224": count_flops(contiguous(model))}
+    net = contiguous(copy.deepcopy(model))
+    return {"params": count_params(net), "flops_224": count_flops(net)}
 
 
-# ----------------------------------------------------------------------------- report
-def write_report(out: Path, state: State, s: Settings) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = []
-    for run in RUNS:
-        t = state.get(f"score-{run}")
-        rows.append((run, "trained", "-", t))
-        for b in s.budgets:
-            p = state.get(f"prune-{run}-{b}")
-            # budget not reachable: the deepest cut the reference rule allows, marked "*"
-            mark = "" if p.get("budget_met", True) else "*"
-            rows.append((run, f"pruned -{b:.0%}{mark}", f"{p['threshold']:.3g}", p))
-            ft = state.get(f"ft-{run}-{b}")
-            rows.append((run, f"pruned -{b:.0%}{mark} + fine-tuned", "", ft))
-    lines = [
-        "| run | stage | threshold | params | FLOPs (224) | ECSSD MAE | ECSSD max F | S-measure |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for run, stage, thr, r in rows:
-        lines.append(
-            f"| {run} | {stage} | {thr} | {r['params']:,} | {r['flops_224'] / 1e9:.3f} G "
-            f"| {r['mae']:.4f} | {r['max_f']:.4f} | {r['s_measure']:.4f} |"
+# ----------------------------------------------------------------------------- stages
+def warmup_and_move(out: Path, state: State, s: Settings, batches: Batches, ecssd: Ecssd) -> Path:
+    """The shared start of the three arms (``start.pt``)."""
+    wdir = out / "warmup"
+    if not state.done("warmup"):
+        torch.manual_seed(s.seed)
+        model = create_model(s.model)
+        init_batchnorm(model, s.bn_init, s.seed)
+        gammas = GammaLog(wdir / "gammas.npz")
+        gammas.add(0, model)
+        records = train(
+            "warmup",
+            model,
+            wdir,
+            batches,
+            "warmup",
+            sparsity="none",
+            steps=s.warmup_steps,
+            lr_at=lambda _: s.lr,
+            s=s,
+            on_snapshot=snapshotter(gammas, ecssd, s),
         )
-    shares = {run: state.get(f"train-{run}")["gamma_share"] for run in RUNS}
-    if any("*" in stage for _, stage, _, _ in rows):
-        lines += ["", "\\* budget not reachable with the reference rule without emptying "
-                  "a whole unit: the deepest cut it allows."]  # fmt: skip
-    lines += [
-        "",
-        "Share of |gamma| (BN weights under DWD) below a threshold, per epoch:",
-        "",
-        "| run | epoch | < 1e-20 | < 1e-3 | median |gamma| |",
-        "|---|---|---|---|---|",
+        save_model(wdir / "warm.pt", contiguous(model), metadata={"study": "warmup"})
+        state.finish("warmup", {"records": records, "start": snapshot_stats_of_init(s)})
+    start = out / "start.pt"
+    if not state.done("move"):
+        model = load_model(weights=str(wdir / "warm.pt"))
+        calib = list(batches.images("calib", s.recal_batches))
+        reestimate_bn(model, calib)
+        result: dict[str, Any] = {"before": snapshot_stats(model) | describe(model)}
+        result["before"]["ecssd"] = ecssd.score(model, s.curve_images)
+        if s.move:
+            moved = copy.deepcopy(model)
+            result["scales"] = move_to_operating_point(moved, s)
+            x = calib[0]
+            result["logits_after_move"] = logit_change(model, moved, x)
+            result["moved_ecssd"] = ecssd.score(moved, s.curve_images)
+            reestimate_bn(moved, calib)
+            result["logits_after_move_and_reestimation"] = logit_change(model, moved, x)
+            model = moved
+        result["after"] = snapshot_stats(model)
+        result["after"]["ecssd"] = ecssd.score(model, s.curve_images)
+        result["dwd_gradient_mean"] = dwd_gradient_mean(model, calib[:4], s)
+        save_model(start, contiguous(model), metadata={"study": "start"})
+        state.finish("move", result)
+        log.info("move: %s", json.dumps(state.get("move"))[:2000])
+    return start
+
+
+def snapshot_stats_of_init(s: Settings) -> dict:
+    torch.manual_seed(s.seed)
+    model = create_model(s.model)
+    init_batchnorm(model, s.bn_init, s.seed)
+    return snapshot_stats(model)
+
+
+class GammaLog:
+    """``gammas.npz``: the penalised |gamma| by unit kind at every snapshot (atomic)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.arrays = dict(np.load(path)) if path.exists() else {}
+
+    def add(self, step: int, model: CSNet) -> None:
+        for kind, values in gamma_arrays(model).items():
+            self.arrays[f"{kind}_{step}"] = values
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(self.path, lambda f: np.savez_compressed(f, **self.arrays))
+
+
+def snapshotter(gammas: GammaLog, ecssd: Ecssd, s: Settings) -> Callable[[int, CSNet], dict]:
+    def on_snapshot(step: int, model: CSNet) -> dict:
+        gammas.add(step, model)
+        return snapshot_stats(model) | {"curve": ecssd.score(model, s.curve_images)}
+
+    return on_snapshot
+
+
+def train_arm(
+    arm: str, out: Path, state: State, s: Settings, batches: Batches, ecssd: Ecssd, start: Path
+) -> Path:
+    """One arm from ``start.pt``: ``trained.pt``, the step-``arm_steps - snapshot`` net."""
+    adir = out / f"arm-{arm}"
+    if not state.done(f"train-{arm}"):
+        model = load_model(weights=str(start))
+        gammas = GammaLog(adir / "gammas.npz")
+        gammas.add(0, model)
+        strength = state.get("move")["dwd_gradient_mean"] if arm == "slim" else 0.0
+        previous = adir / "previous.pt"
+        snap = snapshotter(gammas, ecssd, s)
+
+        def on_snapshot(step: int, m: CSNet) -> dict:
+            if step == s.arm_steps - s.snapshot_every:  # for the noise estimate
+                save_model(previous, contiguous(copy.deepcopy(m)), metadata={"step": step})
+            return snap(step, m)
+
+        records = train(
+            arm,
+            model,
+            adir,
+            batches,
+            "arms",
+            sparsity=ARM_SPARSITY[arm],
+            steps=s.arm_steps,
+            s=s,
+            l1_strength=strength,
+            lr_at=lambda t: s.lr if t < s.steps else s.low_lr,
+            on_snapshot=on_snapshot,
+        )
+        model = contiguous(model)
+        save_model(adir / "trained.pt", model, metadata={"study": arm, "step": s.arm_steps})
+        result = {
+            "records": records,
+            "l1_strength": strength,
+            "full": ecssd.score(model, s.full_images),
+        }
+        if previous.exists():
+            result["previous_full"] = ecssd.score(load_model(weights=str(previous)), s.full_images)
+            result["previous_step"] = s.arm_steps - s.snapshot_every
+        state.finish(f"train-{arm}", result | describe(model))
+    return adir / "trained.pt"
+
+
+def cuts(model: CSNet, s: Settings) -> list[tuple[str, Callable[[], Any]]]:
+    """The named cuts: 1e-20, the natural gap, each budget (thunks: prune on demand)."""
+    out: list[tuple[str, Callable[[], Any]]] = [
+        ("1e-20", lambda: (prune_model(model, 1e-20), 1e-20, True, None))
     ]
-    for run in RUNS:
-        for rec in shares[run]:
-            lines.append(
-                f"| {run} | {rec['epoch']} | {rec['below_1e-20']:.1%} | {rec['below_1e-3']:.1%} "
-                f"| {rec['median']:.4g} |"
+
+    def at_gap():
+        gap = natural_gap(model)
+        return prune_model(model, gap.threshold), gap.threshold, True, gap
+
+    out.append(("gap", at_gap))
+    for b in s.budgets:
+
+        def budget(b=b):
+            cut = prune_to_budget(model, b)
+            return cut.result, cut.threshold, cut.met, None
+
+        out.append((f"-{round(100 * b)}%", budget))
+    return out
+
+
+def prune_arm(
+    arm: str, out: Path, state: State, s: Settings, batches: Batches, ecssd: Ecssd, trained: Path
+) -> None:
+    """Every cut of one arm, with BN re-estimation only; the key-budget fine-tune."""
+    model = load_model(weights=str(trained))
+    calib = list(batches.images("calib", s.recal_batches))
+    key = f"-{round(100 * s.key_budget)}%"
+    if not state.done(f"unpruned-{arm}"):
+        net = copy.deepcopy(model)
+        reestimate_bn(net, calib)
+        state.finish(
+            f"unpruned-{arm}",
+            describe(net)
+            | {"curve": ecssd.score(net, s.curve_images), "full": ecssd.score(net, s.full_images)},
+        )
+    for name, make in cuts(model, s):
+        stage = f"prune-{arm}-{name}"
+        if state.done(stage):
+            continue
+        t0 = time.time()
+        try:
+            result, threshold, met, gap = make()
+        except PruneError as e:
+            state.finish(stage, {"error": str(e)})
+            log.info("%s: %s", stage, e)
+            continue
+        net = result.model
+        reestimate_bn(net, calib)
+        record = {
+            "threshold": threshold,
+            "budget_met": met,
+            "removed_channels": result.removed,
+            "config": [list(u.out_channels) for u in result.config.units],
+        }
+        if gap is not None:
+            record["gap"] = {
+                "lower": gap.lower,
+                "upper": gap.upper,
+                "decades": gap.decades,
+                "below": gap.below,
+                "total": gap.total,
+            }
+        record |= describe(net) | {"curve": ecssd.score(net, s.curve_images)}
+        if name in ("gap", key):
+            record["full"] = ecssd.score(net, s.full_images)
+            path = out / f"arm-{arm}" / f"pruned{'-gap' if name == 'gap' else key}.pt"
+            save_model(
+                path, contiguous(net), metadata={"study": arm, "cut": name, "threshold": threshold}
             )
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
-    atomic_write_text(
-        out / "results.json",
-        json.dumps({"settings": state.data["settings"], "rows": [
-            {"run": run, "stage": stage, "threshold": thr, **r} for run, stage, thr, r in rows
-        ], "gamma_share": shares}, indent=1),
-    )  # fmt: skip
-    atomic_write_text(out / "gamma_share.json", json.dumps(shares, indent=1))
-
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    for run, style in zip(RUNS, ("-", "--"), strict=True):
-        epochs = [r["epoch"] for r in shares[run]]
-        for k, (key, thr) in enumerate(THRESHOLDS.items()):
-            ax[k].plot(epochs, [r[key] for r in shares[run]], style, marker="o", label=run)
-            ax[k].set(title=f"share of |gamma| < {thr:g}", xlabel="epoch", ylim=(-0.02, 1.02))
-    ax[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "gamma_share.png", dpi=110)
-    plt.close(fig)
-
-    hists = {run: np.load(out / f"train-{run}" / "gammas.npz") for run in RUNS}
-    n = max(len(h.files) for h in hists.values())
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.4), squeeze=False, sharex=True)
-    bins = np.logspace(-25, 1, 53)
-    for r, run in enumerate(RUNS):
-        for c, key in enumerate(sorted(hists[run].files, key=lambda k: int(k.split("_")[1]))):
-            values = np.clip(hists[run][key], 1e-25, None)
-            axes[r][c].hist(values, bins=bins, color="C0" if r == 0 else "C1")
-            axes[r][c].set_xscale("log")
-            axes[r][c].set_title(f"{run} {key.replace('_', ' ')}", fontsize=8)
-    fig.supxlabel("|gamma| (values < 1e-25 in the first bin)")
-    fig.tight_layout()
-    fig.savefig(out / "gamma_hist.png", dpi=100)
-    plt.close(fig)
+        record["seconds"] = time.time() - t0
+        state.finish(stage, record)
+        log.info("%s: %s", stage, json.dumps(record)[:400])
+    stage = f"ft-{arm}"
+    pruned = out / f"arm-{arm}" / f"pruned{key}.pt"
+    if not state.done(stage) and pruned.exists():
+        net = load_model(weights=str(pruned))
+        records = train(
+            f"{arm} fine-tune",
+            net,
+            out / f"ft-{arm}",
+            batches,
+            "finetune",
+            sparsity="none",
+            steps=s.ft_steps,
+            lr_at=lambda _: s.ft_lr,
+            s=s,
+        )
+        net = contiguous(net)
+        save_model(out / f"arm-{arm}" / f"finetuned{key}.pt", net, metadata={"study": arm})
+        state.finish(
+            stage, {"records": records, "full": ecssd.score(net, s.full_images)} | describe(net)
+        )
 
 
-# ----------------------------------------------------------------------------- main
-def run_study(out: Path, s: Settings, data: str, ecssd: str) -> State:
+def run_study(out: Path, s: Settings, data: str, ecssd_root: str) -> State:
     """Run (or continue) every stage of the study in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     state = State(out, s)
-    pairs = ecssd_pairs(ecssd, s.eval_limit)
-    data_set = train_set(data, s)
-    torch.manual_seed(s.seed)
-    init = create_model(s.model)  # one initial net for both runs
-    for run in RUNS:
-        run_dir = out / f"train-{run}"
-        if not state.done(f"train-{run}"):
-            model = copy.deepcopy(init)
-            gammas: dict[str, np.ndarray] = {}
-            npz = run_dir / "gammas.npz"
-            if npz.exists():
-                gammas = dict(np.load(npz))
-
-            def on_epoch(epoch: int, m: nn.Module, gammas=gammas, npz=npz) -> dict:
-                g = gamma_values(m)
-                gammas[f"epoch_{epoch}"] = g
-                tmp = npz.with_name("gammas.tmp.npz")
-                np.savez_compressed(tmp, **gammas)
-                os.replace(tmp, npz)
-                return {k: float((g < t).mean()) for k, t in THRESHOLDS.items()} | {
-                    "median": float(np.median(g))
-                }
-
-            g0 = gamma_values(init)
-            gammas.setdefault("epoch_0", g0)
-            result = train(run, model, run_dir, data_set, s, dwd=run == "dwd", epochs=s.epochs,
-                           lr=s.lr, gamma_lr=s.gamma_lr, on_epoch=on_epoch)  # fmt: skip
-            start = {"epoch": 0} | {k: float((g0 < t).mean()) for k, t in THRESHOLDS.items()}
-            start["median"] = float(np.median(g0))
-            result["gamma_share"] = [start] + [
-                {k: h[k] for k in ("epoch", "below_1e-20", "below_1e-3", "median")}
-                for h in result["history"]
-            ]
-            save_model(run_dir / "trained.pt", contiguous(model), metadata={"study": run})
-            state.finish(f"train-{run}", result)
-        trained = load_model(weights=str(run_dir / "trained.pt"))
-        if not state.done(f"score-{run}"):
-            state.finish(f"score-{run}", describe(trained) | score(trained, pairs, s.size))
-        for b in s.budgets:
-            key = f"{run}-{b}"
-            path = out / f"pruned-{key}.pt"
-            if not state.done(f"prune-{key}"):
-                pruned, threshold, met = prune_to_budget(trained, 1.0 - b)
-                if not met:
-                    log.info("%s: -%d %% unreachable without emptying a unit", key, 100 * b)
-                save_model(path, pruned, metadata={"threshold": threshold})
-                result = {"threshold": threshold, "budget_met": met}
-                result |= describe(pruned) | score(pruned, pairs, s.size)
-                state.finish(f"prune-{key}", result)
-            if not state.done(f"ft-{key}"):
-                model = load_model(weights=str(path))
-                ft = train(f"{key} fine-tune", model, out / f"ft-{key}", data_set, s, dwd=False,
-                           epochs=s.finetune_epochs, lr=s.finetune_lr,
-                           gamma_lr=s.finetune_lr)  # fmt: skip
-                model = contiguous(model)
-                save_model(out / f"ft-{key}" / "final.pt", model, metadata={"study": key})
-                state.finish(f"ft-{key}", ft | describe(model) | score(model, pairs, s.size))
-    write_report(out, state, s)
+    batches = Batches(data, s)
+    ecssd = Ecssd(ecssd_root, s.size)
+    start = warmup_and_move(out, state, s, batches, ecssd)
+    trained = {arm: train_arm(arm, out, state, s, batches, ecssd, start) for arm in ARMS}
+    for arm in ARMS:
+        prune_arm(arm, out, state, s, batches, ecssd, trained[arm])
+    state.data["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    state.save()
     return state
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("runs/dwd-study"))
+    p.add_argument("--out", type=Path, default=Path("runs/dwd-study-v2"))
     p.add_argument("--data", default=DEFAULT_DATA, help="training pairs (images/ + masks/)")
     p.add_argument("--ecssd", default=DEFAULT_ECSSD, help="ECSSD (images/ + masks/)")
     p.add_argument("--smoke", action="store_true", help="a tiny configuration, minutes")
@@ -469,7 +752,9 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
     for name, value in defaults.__dict__.items():
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, tuple):
+        if isinstance(value, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction)
+        elif isinstance(value, tuple):
             p.add_argument(flag, type=type(value[0]), nargs="+")
         else:
             p.add_argument(flag, type=type(value))
@@ -483,10 +768,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
-    state = run_study(args.out, s, args.data, args.ecssd)
-    print((args.out / "results.md").read_text())
+    run_study(args.out, s, args.data, args.ecssd)
     print(f"done in {time.time() - t0:.0f} s this invocation; outputs in {args.out}")
-    return 0 if state else 1
+    print(f"report: python benchmarks/dwd_study_report.py {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,15 +5,15 @@ weights: speed does not depend on them), exported to ONNX and run with ONNX Runt
 the CPU at 320 x 320 with rembg's pre- and post-processing (LANCZOS resize to 320, divide
 by the image maximum, ImageNet normalisation in float64; min-max normalised output, LANCZOS
 resize back). CSNet runs through ``sod100k``'s own predictor with each backend. Every
-runtime is timed in its own process (benchmarks/isolated.py), batch 1, on the same
+runtime is timed in its own process (benchmarks/harness.py), batch 1, on the same
 decoded images:
 
 * network: one inference on a prepared input tensor (CSNet at ``--size``, U^2-Net-p 320);
 * end to end: decoded PIL image in, mask at the image's size out.
 
-Writes ``peers.json`` / ``peers.md`` to ``--out``. Run from the repository root:
+Writes ``peers-<cpu class>.json`` / ``.md`` to ``--out``. Run from the repository root:
 
-    PYTHONPATH=src python benchmarks/peers.py --weights ../shared/weights
+    .venv/bin/python benchmarks/peers.py --weights ../shared/weights
 
 Accuracy is not measured here (the released U^2-Net-p weights are not downloaded); the
 table quotes the figures measured elsewhere with the same scorer (issue 15).
@@ -21,20 +21,15 @@ table quotes the figures measured elsewhere with the same scorer (issue 15).
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import io
-import json
-import platform
-import shlex
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from isolated import emit, median_ms, run_cell, worker_cell
+import harness
+from harness import median_ms
 
 SCRIPT = Path(__file__).resolve()
 MEAN = (0.485, 0.456, 0.406)
@@ -143,31 +138,33 @@ def csnet_cell(cell: dict) -> dict:
     return {"network_ms": net_ms, "e2e_ms": e2e_ms, "input": size}
 
 
-def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [
-        f"Median ms per image, batch 1, {meta['threads']} threads, one process per row. "
-        f"{meta['machine']}; onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}; "
-        f"{meta['date']}.",
-        f"Command: `{meta['command']}`",
-        "",
-        "| model | runtime | input | GFLOPs | network ms | end-to-end ms | "
-        "ECSSD max F / MAE* | DUTS-TE max F / MAE* |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+def markdown(rows: list[dict]) -> tuple[str, str]:
+    """The table (with the quoted accuracy beside the timings) and its footnote."""
+    shown = []
     for r in rows:
         acc = QUOTED_ACCURACY.get(r["model"])
-        ecssd = f"{acc[0]:.3f} / {acc[1]:.3f}" if acc else "–"
-        duts = f"{acc[2]:.3f} / {acc[3]:.3f}" if acc else "–"
-        lines.append(
-            f"| {r['model']} | {r['runtime']} | {r['input']} | {r['gflops']:.2f} | "
-            f"{r['network_ms']:.1f} | {r['e2e_ms']:.1f} | {ecssd} | {duts} |"
-        )
-    lines += [
-        "",
+        if acc:
+            r = {
+                **r,
+                "ecssd": f"{acc[0]:.3f} / {acc[1]:.3f}",
+                "duts": f"{acc[2]:.3f} / {acc[3]:.3f}",
+            }
+        shown.append(r)
+    columns = {
+        "model": "model",
+        "runtime": "runtime",
+        "input": "input",
+        "gflops": "GFLOPs",
+        "network_ms": "network ms",
+        "e2e_ms": "end-to-end ms",
+        "ecssd": "ECSSD max F / MAE*",
+        "duts": "DUTS-TE max F / MAE*",
+    }
+    note = (
         "\\* accuracy quoted from measurements made elsewhere with the released weights "
-        "(PySODMetrics, DUTS-TE on a 300-image subset; issue 15), not by this script.",
-    ]
-    return "\n".join(lines) + "\n"
+        "(PySODMetrics, DUTS-TE on a 300-image subset; issue 15), not by this script."
+    )
+    return harness.markdown_table(columns, shown), note
 
 
 def gflops(model: str, size: int, weights: Path) -> float:
@@ -183,23 +180,18 @@ def gflops(model: str, size: int, weights: Path) -> float:
 
 
 def main() -> None:
-    cell = worker_cell(sys.argv)
+    cell = harness.worker_cell(sys.argv)
     if cell is not None:
-        emit(u2netp_cell(cell) if cell["kind"] == "u2netp" else csnet_cell(cell))
+        harness.emit(u2netp_cell(cell) if cell["kind"] == "u2netp" else csnet_cell(cell))
         return
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", type=Path, default=Path("../shared/weights"))
+    p = harness.parser(__doc__, weights="../shared/weights", threads=2, timing=(5, 30))
     p.add_argument("--images", type=Path, default=Path("../shared/data/ECSSD/images"))
     p.add_argument("--count", type=int, default=20, help="images cycled in end-to-end runs")
     p.add_argument("--models", nargs="+", default=["x1", "x2"], choices=list(CSNET))
     p.add_argument("--backends", nargs="+", default=["openvino", "onnx", "torch"])
     p.add_argument("--size", type=int, default=224, help="CSNet input size")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--machine", default=platform.processor() or platform.machine())
     args = p.parse_args()
+    meta = harness.start("peers", args.note)
     common = {
         "threads": args.threads,
         "warmup": args.warmup,
@@ -208,7 +200,7 @@ def main() -> None:
         "count": args.count,
     }
     rows = []
-    res = run_cell(SCRIPT, {**common, "kind": "u2netp"})
+    res = harness.run_cell(SCRIPT, {**common, "kind": "u2netp"})
     rows.append({"model": "u2netp", "runtime": "onnxruntime (as rembg)", **res})
     for model in args.models:
         for backend in args.backends:
@@ -220,33 +212,21 @@ def main() -> None:
                 "weights": str(args.weights.resolve()),
                 "size": args.size,
             }
-            rows.append({"model": CSNET[model], "runtime": backend, **run_cell(SCRIPT, cell)})
-            print(rows[-1], file=sys.stderr)
+            res = harness.run_cell(SCRIPT, cell)
+            rows.append({"model": CSNET[model], "runtime": backend, **res})
+            harness.log.info("%s", rows[-1])
     for r in rows:
-        r["gflops"] = gflops(r["model"], r["input"], args.weights)
-    versions = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import onnxruntime, openvino; "
-            "print(onnxruntime.__version__, openvino.__version__.split('-')[0])",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    meta = {
-        "machine": args.machine,
-        "threads": args.threads,
-        "onnxruntime": versions[0],
-        "openvino": versions[1],
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "PYTHONPATH=src python benchmarks/peers.py " + shlex.join(sys.argv[1:]),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "peers.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (args.out / "peers.md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
+        r["gflops"] = round(gflops(r["model"], r["input"], args.weights), 2)
+    table, note = markdown(rows)
+    harness.write_results(
+        args.out,
+        f"peers-{meta['machine']['cpu_class']}",
+        meta,
+        rows,
+        table,
+        intro=f"Median ms per image, batch 1, {args.threads} threads, one process per row.",
+        notes=note,
+    )
 
 
 if __name__ == "__main__":

@@ -1,37 +1,34 @@
-"""Inference speed of CSNet on CPU: eager, fused, torch.compile, ONNX Runtime, OpenVINO.
+"""Network speed of CSNet on CPU: eager, fused, torch.compile, ONNX Runtime, OpenVINO.
 
-Reports the median milliseconds per image (after warm-up) for the released x1 and x2
-checkpoints, at 224 and 384 pixels, batch 1 and 16, 1 and 2 threads, and writes
-``speed.json`` and ``speed.md`` to ``--out``. Each runtime (one column of one model) runs
-in a fresh process (benchmarks/isolated.py): ONNX Runtime's spinning idle threads would
-otherwise slow whatever is timed after it. Run from the repository root:
+Reports the median milliseconds per image (after warm-up) of the released x1 and x2
+checkpoints for every size, batch and thread count asked for, and writes
+``speed-<cpu class>.json`` / ``.md`` to ``--out`` (one result per CPU class, e.g.
+``speed-x86-avx2``, ``speed-x86-avx512-amx``), headed by the CPU model, its relevant
+flags, the command and the date. Each runtime (one column of one model) runs in a fresh
+process (benchmarks/harness.py): ONNX Runtime's spinning idle threads would otherwise
+slow whatever is timed after it. Run from the repository root:
 
-    PYTHONPATH=src python benchmarks/speed.py --weights ../shared/weights \\
-        --calibration ../shared/data/DUTS-TR-2k/images --out benchmarks/results
+    .venv/bin/python benchmarks/speed.py --sizes 224 --batches 1 --threads 2
 
 ``openvino-int8`` is the NNCF-quantised graph (calibrated on ``--calibration``; speed does
-not depend on how many images, accuracy does: see benchmarks/int8_openvino.py);
-``openvino-bf16`` is measured only on CPUs with bf16 support. torch.compile (inductor)
-compiles once per input shape, which costs minutes on a small machine, so it is measured
-at 224, batch 1 only (``--compile-all`` measures every cell).
+not depend on how many images, accuracy does: see benchmarks/precision.py);
+``openvino-bf16`` is measured only on CPUs whose OpenVINO reports BF16 (AVX512-BF16 or
+AMX); elsewhere its column is empty. torch.compile (inductor) compiles once per input
+shape, which costs minutes on a small machine, so it is measured at 224, batch 1 only
+(``--compile-all`` measures every cell).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import logging
-import platform
-import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from isolated import emit, median_ms, run_cell, worker_cell
+import harness
 
 log = logging.getLogger("speed")
 
@@ -46,10 +43,6 @@ VARIANTS = (
     "openvino-bf16",
 )
 MODELS = {"x1": "csnet-L-x1", "x2": "csnet-L-x2"}
-
-
-def median_ms_per_image(run: Callable[[], object], batch: int, warmup: int, runs: int) -> float:
-    return median_ms(run, warmup, runs, per=batch)
 
 
 def make_runner(cell: dict) -> Callable[[np.ndarray, int], Callable[[], object]] | None:
@@ -120,7 +113,7 @@ def variant_cell(cell: dict) -> dict:
             warmup = cell["warmup"] + (2 if cell["variant"] == "compile" else 0)
             for threads in cell["threads"]:
                 run = runner(x, threads)
-                ms = median_ms_per_image(run, batch, warmup, runs)
+                ms = harness.median_ms(run, warmup, runs, per=batch)
                 times[f"{size}:{batch}:{threads}"] = ms
     return {"times": times}
 
@@ -141,7 +134,7 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
             "runs": args.runs,
             "compile_all": args.compile_all,
         }
-        cells[variant] = run_cell(SCRIPT, cell)["times"]
+        cells[variant] = harness.run_cell(SCRIPT, cell)["times"]
         log.info("%s %s: %s", name, variant, cells[variant])
     rows = []
     for size in args.sizes:
@@ -156,51 +149,18 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], meta: dict) -> str:
+def markdown(rows: list[dict]) -> str:
+    """The table: one row per model/size/batch/threads, one column per variant measured."""
     variants = [v for v in VARIANTS if any(v in r for r in rows)]
-    head = "| model | size | batch | threads | " + " | ".join(variants) + " |"
-    lines = [
-        f"Median ms/image after warm-up, each runtime in its own process. "
-        f"{meta['machine']}; torch {meta['torch']}, "
-        f"onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}; {meta['date']}.",
-        f"Command: `{meta['command']}`",
-        "",
-        head,
-        "|" + "---|" * (4 + len(variants)),
-    ]
-    for r in rows:
-        cells = [f"{r[v]:.1f}" if v in r else "–" for v in variants]
-        lines.append(
-            f"| {r['model']} | {r['size']} | {r['batch']} | {r['threads']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def versions() -> dict[str, str]:
-    """Library versions, read in a child process (the parent imports no runtime)."""
-    code = (
-        "import json, torch, onnxruntime, openvino; print(json.dumps({'torch': "
-        "torch.__version__, 'onnxruntime': onnxruntime.__version__, "
-        "'openvino': openvino.__version__.split('-')[0]}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return harness.markdown_table(["model", "size", "batch", "threads", *variants], rows)
 
 
 def main() -> None:
-    cell = worker_cell(sys.argv)
+    cell = harness.worker_cell(sys.argv)
     if cell is not None:
-        emit(variant_cell(cell))
+        harness.emit(variant_cell(cell))
         return
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--weights",
-        type=Path,
-        default=Path("../shared/weights"),
-        help="folder with the released csnet-L-x1 / csnet-L-x2 folders",
-    )
+    p = harness.parser(__doc__, weights="../shared/weights", threads=[1, 2], timing=(1, 5))
     p.add_argument(
         "--calibration",
         type=Path,
@@ -208,37 +168,26 @@ def main() -> None:
         help="images for int8 calibration (training images, never test images)",
     )
     p.add_argument("--calibration-count", type=int, default=32)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--sizes", nargs="+", type=int, default=[224, 384])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 16])
-    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--runs", type=int, default=5, help="timed runs (halved for batch > 1)")
     p.add_argument(
         "--compile-all",
         action="store_true",
         help="measure torch.compile at every size, not only at 224",
     )
-    p.add_argument(
-        "--machine",
-        default=platform.processor() or platform.machine(),
-        help="machine description for the table",
-    )
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    meta = {
-        "machine": args.machine,
-        **versions(),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "PYTHONPATH=src python benchmarks/speed.py " + shlex.join(sys.argv[1:]),
-    }
+    meta = harness.start("speed", args.note)
     rows = [r for name in args.models for r in bench_model(name, args)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (args.out / "speed.md").write_text(markdown(rows, meta))
-    log.info("wrote %s and %s", args.out / "speed.json", args.out / "speed.md")
+    harness.write_results(
+        args.out,
+        f"speed-{meta['machine']['cpu_class']}",
+        meta,
+        rows,
+        markdown(rows),
+        intro="Median ms per image after warm-up, each runtime in its own process.",
+    )
 
 
 if __name__ == "__main__":

@@ -5,29 +5,26 @@ Each cell runs in a fresh interpreter, one after the other (their peaks must not
 up), and runs the trainer's CPU step exactly as ``sod100k train`` builds it for the
 default recipe (the ``Trainer``'s own model, channels-last ``StepLoss`` with dynamic
 weight decay, Adam with the recipe's weight-decay groups and allocator setting) on a
-random batch of ``--batch`` images at ``--size``. It reports the peak resident memory of the process
-(``getrusage``: libraries, model, batch and the step's tensors) and the median wall-clock
-and CPU time of ``--steps`` steps after one warm-up step (CPU time varies less with other
-load on the machine).
+random batch of ``--batch`` images at ``--size``. It reports the peak resident memory of
+the process (``getrusage``: libraries, model, batch and the step's tensors) and the
+median wall-clock and CPU time of ``--steps`` steps after one warm-up step (CPU time
+varies less with other load on the machine).
 
 Usage:
     python benchmarks/train_memory.py [--models csnet-l-x1 csnet-l-x2] [--batch 24]
-        [--size 224] [--threads 2] [--steps 2] [--json out.json]
+        [--size 224] [--threads 2] [--steps 2] [--out benchmarks/results] [--note TEXT]
+
+Writes ``train-memory.json`` and ``train-memory.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from hostinfo import cpu_model
-from isolated import run_cell, worker_cell
+import harness
 
 
 def measure(cell: dict) -> dict:
@@ -82,23 +79,33 @@ def measure(cell: dict) -> dict:
     }
 
 
+COLUMNS = {
+    "model": "model",
+    "activations": "activations",
+    "peak_rss_gb": "peak RSS GB",
+    "memory": "memory",
+    "median_step_s": "step s",
+    "time": "time",
+    "median_cpu_s": "step CPU s",
+    "cpu_time": "CPU time",
+}
+
+
 def main() -> None:
-    cell = worker_cell(sys.argv)
+    cell = harness.worker_cell(sys.argv)
     if cell is not None:
-        print(json.dumps(measure(cell)), flush=True)
+        harness.emit(measure(cell))
         return
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = harness.parser(__doc__, threads=2)
     p.add_argument("--models", nargs="+", default=["csnet-l-x1", "csnet-l-x2"])
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
-    p.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args()
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    command = "python benchmarks/train_memory.py " + shlex.join(sys.argv[1:])
-    rows = []
+    meta = harness.start("train_memory", args.note)
+    rows, plain = [], {}
     for model in args.models:
         for checkpoint in (False, True):
             cell = {
@@ -109,26 +116,22 @@ def main() -> None:
                 "threads": args.threads,
                 "steps": args.steps,
             }
-            rows.append(run_cell(__file__, cell))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"{cpu_model()}; {when}; batch {args.batch} at {args.size}x{args.size}, "
-          f"{args.threads} threads. Command: `{command}`\n")  # fmt: skip
-    print("| model | activations | peak RSS GB | memory | step s | time | step CPU s | CPU time |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    plain = {}
-    for r in rows:
-        base = plain.setdefault(r["model"], r)
-        memory = r["peak_rss_gb"] / base["peak_rss_gb"]
-        slower = r["median_step_s"] / base["median_step_s"]
-        more_cpu = r["median_cpu_s"] / base["median_cpu_s"]
-        label = "checkpointed" if r["checkpoint"] else "kept (default)"
-        print(f"| {r['model']} | {label} | {r['peak_rss_gb']:.2f} | x{memory:.2f} "
-              f"| {r['median_step_s']:.2f} | x{slower:.2f} | {r['median_cpu_s']:.2f} "
-              f"| x{more_cpu:.2f} |")  # fmt: skip
-    if args.json:
-        results = {"cpu": cpu_model(), "date": when, "command": command, "rows": rows}
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+            row = harness.run_cell(__file__, cell)
+            base = plain.setdefault(model, row)
+            row["activations"] = "checkpointed" if checkpoint else "kept (default)"
+            row["memory"] = f"x{row['peak_rss_gb'] / base['peak_rss_gb']:.2f}"
+            row["time"] = f"x{row['median_step_s'] / base['median_step_s']:.2f}"
+            row["cpu_time"] = f"x{row['median_cpu_s'] / base['median_cpu_s']:.2f}"
+            rows.append(row)
+    intro = (
+        f"Peak RSS and step time of the default CSNet training step, batch {args.batch} at "
+        f"{args.size}x{args.size}, {args.threads} threads, with and without "
+        "--checkpoint-activations (each cell in a fresh process)."
+    )
+    harness.write_results(
+        args.out, "train-memory", meta, rows, harness.markdown_table(COLUMNS, rows), intro=intro
+    )
+    print(harness.markdown_table(COLUMNS, rows))
 
 
 if __name__ == "__main__":

@@ -1,31 +1,37 @@
-"""Images/s of one CSNet training step (forward, BCE + DWD, backward, Adam).
+"""Images/s of one CSNet training step (forward, BCE + DWD, backward, Adam), ours vs the reference.
 
-Each variant runs in its own subprocess (so that no allocator, thread pool or compiled
-code of one disturbs the next), one after the other, and reports the median step time
-of ``--steps`` steps after ``--warmup`` warm-up steps:
+Each variant runs in its own fresh process (benchmarks/harness.py: no allocator, thread
+pool or compiled code of one disturbs the next), one after the other, on the same seeded
+batch, and reports the median step time of ``--steps`` steps after ``--warmup`` warm-up
+steps, as wall time (images/s) and as CPU time of the process:
 
 * ``reference``: the SOD100K reference code (``--reference PATH``, a checkout that holds
-  ``CSNet_training/``), run on CPU through the shims of ``ref_shims.py``; its step is
-  train.py's: ``model(x)``, BCE, ``+ 3.0 * model.get_flops()``, ``zero_grad``,
+  ``CSNet_training/``) as shipped, run on CPU through the shims of ``ref_shims.py``; its
+  step is train.py's: ``model(x)``, BCE, ``+ 3.0 * model.get_flops()``, ``zero_grad``,
   ``backward``, ``step``, ``clear_flops``, with train.py's two Adam groups;
-* ``eager``: our trainer's loss, NCHW, not compiled (the unoptimised path);
-* ``fast``: our trainer's default CPU path (``StepLoss`` with channels-last);
+* ``reference-alloc``: the same reference step with the allocator setting our trainer
+  applies, given to glibc through the environment (``MALLOC_MMAP_MAX_=0
+  MALLOC_TRIM_THRESHOLD_=4294967295``): heap-served large buffers, never trimmed;
+* ``eager``: our trainer's loss, NCHW, not compiled, default allocator (the unoptimised
+  path);
+* ``fast``: our trainer's default CPU path (``StepLoss`` with channels-last and the
+  allocator setting);
 * ``compiled``: ``fast`` plus ``torch.compile`` (``--compile``; the compile time is
   reported separately, it is paid once per training run).
 
-Usage:
-    python benchmarks/train_speed.py [--reference ~/SOD100K] [--model csnet-l-x2]
-        [--batch 24] [--size 224] [--threads 2] [--steps 3] [--warmup 1] [--compile]
+With ``--reference`` the default variants are ``reference reference-alloc eager fast``,
+without it ``eager fast``. Writes ``train-speed-<cpu class>.json`` / ``.md`` to ``--out``.
+Run from the repository root:
+
+    .venv/bin/python benchmarks/train_speed.py --reference ~/SOD100K --steps 5
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
+import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,10 +41,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hostinfo import cpu_model
+import harness
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_WIDTH = {"csnet-l-x1": 1.0, "csnet-l-x2": 2.0}  # build_model's ``expand``
+#: The allocator setting of ``sod100k.utils.malloc.keep_freed_memory``, as glibc reads it
+#: from the environment: serve every allocation from the heap, never trim it.
+ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "4294967295"}
+#: Variant -> extra environment of its process.
+VARIANTS = {
+    "reference": {},
+    "reference-alloc": ALLOCATOR_ENV,
+    "eager": {},
+    "fast": {},
+    "compiled": {},
+}
 
 
 def _our_step(args: argparse.Namespace, variant: str) -> tuple[Callable[[], float], int]:
@@ -123,14 +140,14 @@ def _batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def worker(args: argparse.Namespace) -> None:
-    """Time one variant in this process; print one JSON line."""
+def worker(args: argparse.Namespace) -> dict:
+    """Time one variant in this process."""
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    if args.worker == "reference":
+    if args.variant.startswith("reference"):
         step, params = _reference_step(args)
     else:
-        step, params = _our_step(args, args.worker)
+        step, params = _our_step(args, args.variant)
     first = time.perf_counter()
     step()
     warm = [time.perf_counter() - first]
@@ -144,8 +161,8 @@ def worker(args: argparse.Namespace) -> None:
         step()
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-    result = {
-        "variant": args.worker,
+    return {
+        "variant": args.variant,
         "params": params,
         "setup_s": first - start,
         "warmup_s": warm,
@@ -153,77 +170,102 @@ def worker(args: argparse.Namespace) -> None:
         "median_s": statistics.median(times),
         "cpu_s": cpu,
         "median_cpu_s": statistics.median(cpu),
+        "allocator_env": {k: os.environ[k] for k in ALLOCATOR_ENV if k in os.environ},
     }
-    print(json.dumps(result), flush=True)
 
 
-def run_variant(args: argparse.Namespace, variant: str) -> dict:
-    """Run ``variant`` in a fresh interpreter and return its JSON result."""
-    cmd = [sys.executable, __file__, "--worker", variant]
-    for name in ("model", "batch", "size", "threads", "steps", "warmup"):
-        cmd += [f"--{name}", str(getattr(args, name))]
-    if args.reference:
-        cmd += ["--reference", str(args.reference)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{variant}: worker failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def table(results: list[dict], batch: int) -> str:
+    """One row per variant, with its ratio to the reference as shipped (else the first)
+    and, where it ran, to the reference with our allocator setting."""
+    base = next((r for r in results if r["variant"] == "reference"), results[0])
+    alloc = next((r for r in results if r["variant"] == "reference-alloc"), None)
+    name = base["variant"]
+    rows = [
+        {
+            "vs_alloc": f"{alloc['median_s'] / r['median_s']:.2f}x" if alloc else None,
+            "variant": r["variant"],
+            "params": f"{r['params']:,}",
+            "first": round(r["warmup_s"][0], 1),
+            "step": round(r["median_s"], 2),
+            "ips": round(batch / r["median_s"], 2),
+            "vs": f"{base['median_s'] / r['median_s']:.2f}x",
+            "cpu": round(r["median_cpu_s"], 2),
+            "cpu_vs": f"{base['median_cpu_s'] / r['median_cpu_s']:.2f}x",
+        }
+        for r in results
+    ]
+    columns = {
+        "variant": "variant",
+        "params": "params",
+        "first": "first step (s)",
+        "step": "step (s)",
+        "ips": "images/s",
+        "vs": f"vs {name}",
+        **({"vs_alloc": "vs reference-alloc"} if alloc else {}),
+        "cpu": "CPU time/step (s)",
+        "cpu_vs": f"CPU time vs {name}",
+    }
+    return harness.markdown_table(columns, rows)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    cell = harness.worker_cell(sys.argv)
+    if cell is not None:
+        args = argparse.Namespace(**cell)
+        if args.reference:
+            args.reference = Path(args.reference)
+        harness.emit(worker(args))
+        return
+    p = harness.parser(__doc__, threads=2)
     p.add_argument("--reference", type=Path, help="SOD100K checkout (holds CSNet_training/)")
     p.add_argument("--model", default="csnet-l-x2", choices=sorted(REFERENCE_WIDTH))
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=3, help="timed steps per variant (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (>= 1)")
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--compile", action="store_true", help="also time the torch.compile path")
-    p.add_argument("--variants", help="comma-separated subset of the variants to run")
-    p.add_argument("--json", type=Path, help="also write the raw results here")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        help="the variants to run (default: all that apply, see above)",
+    )
     args = p.parse_args()
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be >= 1")
-    if args.worker:
-        worker(args)
-        return
     if args.reference:
         sys.path.insert(0, str(HERE))
         import ref_shims
 
         args.reference = ref_shims.training_dir(args.reference)
-    variants = ["reference"] if args.reference else []
+    variants = ["reference", "reference-alloc"] if args.reference else []
     variants += ["eager", "fast"] + (["compiled"] if args.compile else [])
-    if args.variants:
-        variants = [v for v in args.variants.split(",") if v]
-    print(
-        f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
-        f"{cpu_model()}, {args.threads} threads, {args.model}, batch {args.batch}, "
-        f"{args.size}x{args.size}, median of {args.steps} steps after {args.warmup} warm-up"
-    )
+    variants = args.variants or variants
+    if any(v.startswith("reference") for v in variants) and not args.reference:
+        p.error("the reference variants need --reference PATH (a SOD100K checkout)")
+    meta = harness.start("train_speed", args.note)
+    common = {k: getattr(args, k) for k in ("model", "batch", "size", "threads", "steps", "warmup")}
+    common["reference"] = str(args.reference) if args.reference else None
     results = []
     for variant in variants:
-        results.append(run_variant(args, variant))
-        r = results[-1]
-        print(f"#   {variant}: steps {', '.join(f'{t:.2f}' for t in r['step_s'])} s", flush=True)
-    base = next((r for r in results if r["variant"] == "reference"), results[0])
-    name = base["variant"]
-    print(
-        f"| variant | params | first step (s) | step (s) | images/s | vs {name} "
-        f"| CPU time/step (s) | CPU time vs {name} |"
+        cell = {**common, "variant": variant}
+        results.append(harness.run_cell(__file__, cell, env=VARIANTS[variant], timeout=7200))
+        steps = ", ".join(f"{t:.2f}" for t in results[-1]["step_s"])
+        harness.log.info("%s: steps %s s", variant, steps)
+    alloc = " ".join(f"{k}={v}" for k, v in ALLOCATOR_ENV.items())
+    intro = (
+        f"{args.model}, batch {args.batch}, {args.size} x {args.size}, {args.threads} "
+        f"threads; median of {args.steps} steps after {args.warmup} warm-up, each variant "
+        f"in its own process. `reference-alloc` ran with `{alloc}`."
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['variant']} | {r['params']:,} | {r['warmup_s'][0]:.1f} | {r['median_s']:.2f} "
-            f"| {args.batch / r['median_s']:.2f} | {base['median_s'] / r['median_s']:.2f}x "
-            f"| {r['median_cpu_s']:.2f} | {base['median_cpu_s'] / r['median_cpu_s']:.2f}x |"
-        )
-    if args.json:
-        payload = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
-        args.json.write_text(json.dumps(payload, indent=1))
+    harness.write_results(
+        args.out,
+        f"train-speed-{meta['machine']['cpu_class']}",
+        meta,
+        results,
+        table(results, args.batch),
+        intro=intro,
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import av
 import cv2
 import numpy as np
 
-from hostinfo import cpu_model
+from harness import cpu_model
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import postprocess, preprocess
 from sod100k.infer.runtime import make_backend

@@ -26,8 +26,10 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 if [ "${1:-}" = "--dev" ]; then
-  pip install -q -e ".[dev]"
-  # Headless Chromium for the browser test of the web page (Debian/Ubuntu, as root).
+  # ray: the tests of --ray (tests/test_ray_*.py) run in CI; the plain install stays lean.
+  pip install -q -e ".[dev,ray]"
+  # Headless Chromium for the browser tests (Debian/Ubuntu, as root); Playwright (in the
+  # dev extra) drives it, since it cannot download its own browsers here.
   if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
      && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
@@ -35,5 +37,19 @@ if [ "${1:-}" = "--dev" ]; then
   fi
 else
   pip install -q -e .
+fi
+# The browser runtime: onnxruntime-web from npm, pinned by web/package-lock.json, for
+# `sod100k export --web` and the served page's in-browser mode. Its two files a page
+# loads are copied into the package (sod100k/web/runtime, not committed), so a wheel
+# built from this checkout carries them. Without npm everything else still works.
+if command -v npm >/dev/null 2>&1; then
+  if npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null; then
+    "$VENV/bin/python" -m sod100k.web --vendor >/dev/null
+  else
+    echo "note: npm ci failed; sod100k export --web will say what to install" >&2
+  fi
+else
+  echo "note: npm not found; the browser bundle (sod100k export --web) needs onnxruntime-web" \
+    "from npm: install Node.js/npm and rerun this script" >&2
 fi
 echo "sod100k installed in $VENV" >&2

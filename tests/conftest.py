@@ -19,6 +19,20 @@ SHARED = Path(os.environ.get("SOD100K_SHARED", ROOT.parent / "shared"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache(tmp_path_factory) -> Path:
+    """The exported-graph cache of this test session (never the user's ~/.cache); set in
+    the environment, so commands run in child processes share it."""
+    folder = tmp_path_factory.mktemp("graph-cache")
+    previous = os.environ.get("SOD100K_CACHE")
+    os.environ["SOD100K_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["SOD100K_CACHE"]
+    else:
+        os.environ["SOD100K_CACHE"] = previous
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; skips the test where ../shared is absent (never in CI)."""
     path = SHARED.joinpath(*parts)
@@ -133,3 +147,22 @@ def ecssd_subset(ecssd: Path, dst: Path, stems: tuple[str, ...]) -> tuple[Path, 
         shutil.copy(ecssd / "images" / f"{stem}.jpg", images)
         shutil.copy(ecssd / "masks" / f"{stem}.png", masks)
     return images, masks
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """Headless Chromium (Playwright) with the fake camera; see tests/chromium.py."""
+    from chromium import FAKE_CAMERA, chromium
+
+    with chromium(extra_flags=FAKE_CAMERA) as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(chromium_browser):
+    """A fresh page that may reach only this machine (asserted at the end)."""
+    from chromium import offline_page
+
+    with offline_page(chromium_browser) as p:
+        yield p
+        assert p.external_requests == [], p.external_requests

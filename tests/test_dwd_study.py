@@ -1,4 +1,5 @@
-"""benchmarks/dwd_study.py end to end in its --smoke configuration, and its resumption."""
+"""benchmarks/dwd_study.py: the function-preserving move, and the whole study end to end
+in its --smoke configuration with its resumption."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dwd_study
+import dwd_study_report
+from sod100k.models import create_model
+from sod100k.train.bn_stats import reestimate_bn
+from sod100k.train.init import init_batchnorm
 
 
 def _pairs(root: Path, n: int, seed: int) -> Path:
@@ -31,79 +37,90 @@ def _pairs(root: Path, n: int, seed: int) -> Path:
     return root
 
 
+def test_the_move_reaches_the_targets_and_keeps_the_eval_logits():
+    torch.manual_seed(0)
+    net = create_model("csnet-l-x1").double()
+    init_batchnorm(net, "uniform", seed=0)
+    x = torch.randn(8, 3, 48, 48, dtype=torch.float64)
+    reestimate_bn(net, [x])
+    before = net.eval()(x)
+    s = dwd_study.Settings()
+    scales = dwd_study.move_to_operating_point(net, s)
+    torch.testing.assert_close(net.eval()(x), before, rtol=1e-9, atol=1e-9)
+    medians = dwd_study.variance_medians(net)
+    for kind, target in zip(dwd_study.KINDS, s.target_var, strict=True):
+        assert medians[kind] == pytest.approx(target, rel=0.05), kind  # the stem aside
+    gammas = np.concatenate(list(dwd_study.gamma_arrays(net).values()))
+    assert np.median(gammas) == pytest.approx(s.target_gamma, rel=1e-3)
+    assert 0 < scales["c_gamma"] < 1 and all(0 < c < 1 for c in scales["conv_scale"].values())
+
+
+def test_batches_are_the_same_whenever_asked_for(tmp_path):
+    data = _pairs(tmp_path / "tr", 10, 0)
+    s = dwd_study.Settings(size=32, batch=4)
+    a, b = dwd_study.Batches(str(data), s), dwd_study.Batches(str(data), s)
+    for step in (0, 1, 3, 2):  # out of order, across an epoch boundary (2 batches/epoch)
+        xa, ya = a("arms", step)
+        xb, yb = b("arms", step)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(a("arms", 0)[0], a("arms", 1)[0])
+    assert not torch.equal(a("arms", 0)[0], a("warmup", 0)[0])
+
+
 @pytest.mark.slow
 def test_smoke_study_runs_to_the_end_and_resumes(tmp_path: Path) -> None:
-    data, ecssd, out = _pairs(tmp_path / "tr", 16, 0), _pairs(tmp_path / "ec", 4, 1), tmp_path / "o"
+    data, ecssd, out = _pairs(tmp_path / "tr", 12, 0), _pairs(tmp_path / "ec", 4, 1), tmp_path / "o"
     argv = ["--smoke", "--out", str(out), "--data", str(data), "--ecssd", str(ecssd)]
     assert dwd_study.main([*argv, "--threads", "1"]) == 0
 
-    results = json.loads((out / "results.json").read_text())
-    rows = results["rows"]
-    assert [r["stage"].replace("*", "") for r in rows[:5]] == [
-        "trained",
-        "pruned -50%",
-        "pruned -50% + fine-tuned",
-        "pruned -80%",
-        "pruned -80% + fine-tuned",
-    ]
-    assert {r["run"] for r in rows} == {"dwd", "plain"} and len(rows) == 10
-    full = rows[0]["params"]
-    for r in rows:
-        assert r["images"] == 4 and 0.0 <= r["mae"] <= 1.0 and 0.0 <= r["max_f"] <= 1.0
-        for budget, floor in ((0.5, 0.4), (0.8, 0.0)):
-            if r["stage"].startswith(f"pruned -{budget:.0%}"):
-                # met, or marked "*": the reference rule would have emptied a unit first
-                met = r["params"] <= full * (1 - budget)
-                assert met == ("*" not in r["stage"]), r
-                assert r["params"] > full * floor
-    assert rows[5]["params"] == full  # both runs start from the same full net
-    for run in ("dwd", "plain"):
-        share = results["gamma_share"][run]
-        assert [s["epoch"] for s in share] == [0, 1, 2]
-        assert share[0]["median"] == 1.0  # BN gammas start at 1
-    assert results["gamma_share"]["dwd"][-1]["median"] < 1.0  # gammas moved
-    for name in ("gamma_hist.png", "gamma_share.png", "results.md", "gamma_share.json"):
-        assert (out / name).stat().st_size > 0
+    state = json.loads((out / "state.json").read_text())
+    stages = state["stages"]
+    move = stages["move"]
+    assert move["logits_after_move"]["eval_max_abs"] < 1e-3
+    assert move["after"]["var_median"]["expand"] == pytest.approx(1.4e-6, rel=0.2)
+    for arm in dwd_study.ARMS:
+        records = stages[f"train-{arm}"]["records"]
+        assert [r["step"] for r in records] == [2, 4, 6]
+        assert all(0 <= r["below_1e-6"] <= 1 and r["curve"]["images"] == 3 for r in records)
+        assert stages[f"train-{arm}"]["full"]["images"] == 4
+        assert stages[f"train-{arm}"]["previous_step"] == 4
+        for cut in ("1e-20", "gap", "-30%", "-45%", "-55%", "-65%"):
+            assert f"prune-{arm}-{cut}" in stages
+        gap = stages[f"prune-{arm}-gap"]
+        assert gap["params"] <= stages[f"unpruned-{arm}"]["params"] and "full" in gap
+        assert stages[f"ft-{arm}"]["full"]["images"] == 4
+        assert (out / f"arm-{arm}" / "pruned-gap.pt").exists()
+        with np.load(out / f"arm-{arm}" / "gammas.npz") as g:
+            assert {"expand_0", "dw1_2", "dw2_6"} <= set(g.files)
+    assert stages["train-slim"]["l1_strength"] == move["dwd_gradient_mean"] > 0
+    # the arms saw the same batches: plain and slim differ only by the L1 term
+    plain, slim = stages["train-plain"]["records"][0], stages["train-slim"]["records"][0]
+    assert plain["penalty"] == 0 and slim["penalty"] > 0
 
     # Resume: forget the last stage; a re-run redoes only that one.
-    trained = out / "train-dwd" / "trained.pt"
+    trained = out / "arm-dwd" / "trained.pt"
     stamp = trained.stat().st_mtime_ns
-    state = json.loads((out / "state.json").read_text())
-    del state["stages"]["ft-plain-0.8"]
+    del state["stages"]["ft-slim"]
     (out / "state.json").write_text(json.dumps(state))
-    (out / "ft-plain-0.8" / "last.pt").unlink()
+    (out / "ft-slim" / "last.pt").unlink()
     assert dwd_study.main([*argv, "--threads", "1"]) == 0
     assert trained.stat().st_mtime_ns == stamp
-    assert "ft-plain-0.8" in json.loads((out / "state.json").read_text())["stages"]
+    assert "ft-slim" in json.loads((out / "state.json").read_text())["stages"]
+
+    # The report: tables, figures, compact checkpoints that re-score to the recorded numbers.
+    results, figures = tmp_path / "results", tmp_path / "img"
+    argv_report = [str(out), "--results", str(results), "--figures", str(figures)]
+    assert dwd_study_report.main([*argv_report, "--verify", str(ecssd)]) == 0
+    payload = json.loads((results / "results.json").read_text())
+    assert payload["verdict"]["outcome"] in ("reproduced", "not reproduced", "inconclusive")
+    assert len(payload["rescored"]) == 12 and all(v["ok"] for v in payload["rescored"].values())
+    for arm in dwd_study.ARMS:
+        for name in ("trained", "pruned-gap", "pruned-55", "finetuned-55"):
+            assert 0 < (results / f"{arm}-{name}.pt").stat().st_size < 1_000_000
+    assert "| dwd | gap" in (results / "results.md").read_text()
+    for name in ("gammas", "shares", "curve"):
+        assert (figures / f"dwd-study-v2-{name}.png").stat().st_size > 0
 
     # Other settings in the same folder are refused instead of mixed in.
     with pytest.raises(SystemExit, match="other settings"):
-        dwd_study.main([*argv, "--epochs", "3"])
-
-
-def test_prune_to_budget_meets_a_budget_or_returns_the_deepest_usable_cut() -> None:
-    import torch
-
-    from sod100k.models import create_model
-    from sod100k.models.flops import count_params
-    from sod100k.train.prune import PruneError, prune_model
-
-    torch.manual_seed(0)
-    model = create_model("csnet-l-x1")
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.1, 1.0)
-    full = count_params(model)
-    pruned, threshold, met = dwd_study.prune_to_budget(model, 0.5)
-    assert met and count_params(pruned) <= 0.5 * full
-    gammas = sorted({float(g) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
-                     for g in m.weight.detach().abs()})  # fmt: skip
-    # the next smaller threshold (one gamma fewer removed) no longer meets the budget
-    lower = max(g for g in gammas if g < threshold)
-    assert count_params(prune_model(model, lower).model) > 0.5 * full
-
-    pruned, threshold, met = dwd_study.prune_to_budget(model, 0.01)  # far beyond any unit
-    assert not met and count_params(pruned) > 0.01 * full
-    with pytest.raises(PruneError):  # the next larger threshold empties a unit
-        prune_model(model, min(g for g in gammas if g > threshold))
+        dwd_study.main([*argv, "--steps", "3"])

@@ -9,7 +9,7 @@ import pytest
 from sod100k.checkpoints.loading import load_model
 from sod100k.cli import main
 from sod100k.infer.backends import OnnxBackend
-from sod100k.infer.onnx_export import OPSET, export_onnx, parity_error
+from sod100k.infer.onnx_export import OPSET, export_bytes, export_onnx, parity_error
 
 TOL = 1e-4
 
@@ -93,3 +93,13 @@ def test_onnx_backend_names_a_bad_file(tmp_path) -> None:
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"bad\.onnx: cannot load ONNX model"):
         OnnxBackend(bad)
+
+
+def test_trace_size_and_threads_leave_the_graph_unchanged(x2_model) -> None:
+    # export_bytes traces on a small sample with one torch thread (start-up time); the
+    # graph must be the one a full-size trace gives, byte for byte.
+    import torch
+
+    threads = torch.get_num_threads()
+    assert export_bytes(x2_model) == export_bytes(x2_model, sample_size=224)
+    assert torch.get_num_threads() == threads

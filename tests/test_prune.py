@@ -172,3 +172,93 @@ def test_a_dead_unit_is_a_clear_error():
             norm.weight.zero_()
     with pytest.raises(PruneError, match=r"unit 3 \(stages.1.2\): all 4 channels"):
         prune_model(net)
+
+
+def _gapped_net() -> CSNet:
+    """A width-8 net whose expand gammas are ~0.5 except 1/3 of them at ~1e-9 (a gap of
+    ~8 decades); the head's gammas stay at 1."""
+    torch.manual_seed(0)
+    net = CSNet(unpruned(8))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for block in net.blocks():
+            for norm in block.expand.norms.values():
+                live = torch.rand(norm.num_features, generator=gen) * 0.5 + 0.25
+                dead = torch.rand(norm.num_features, generator=gen) * 1e-9
+                norm.weight.copy_(torch.where(torch.arange(norm.num_features) % 3 == 1, dead, live))
+    return net.eval()
+
+
+def test_natural_gap_is_the_widest_empty_log_interval_of_the_expand_gammas():
+    from sod100k.train.prune import expand_gammas, natural_gap
+
+    net = _gapped_net()
+    g = expand_gammas(net)
+    gap = natural_gap(net)
+    dead = g[g < 1e-6]
+    assert gap.lower == pytest.approx(float(dead.max()), rel=1e-6)
+    assert gap.upper == pytest.approx(float(g[g > 1e-6].min()), rel=1e-6)
+    assert gap.threshold == pytest.approx((gap.lower * gap.upper) ** 0.5, rel=1e-6)
+    assert gap.below == len(dead) and gap.total == len(g) and gap.decades > 7
+    result = prune_model(net, gap.threshold)
+    assert sum(sum(u.out_channels) for u in result.config.units) == len(g) - len(dead)
+
+
+def test_natural_gap_counts_exact_zeros_at_the_smallest_float32():
+    from sod100k.train.prune import TINIEST, natural_gap
+
+    net = _gapped_net()
+    with torch.no_grad():
+        for block in net.blocks():
+            for norm in block.expand.norms.values():
+                norm.weight[norm.weight < 1e-6] = 0.0
+    gap = natural_gap(net)
+    assert gap.lower == pytest.approx(TINIEST) and gap.decades > 40
+
+
+def test_prune_to_budget_meets_a_budget_or_returns_the_deepest_usable_cut():
+    from sod100k.train.prune import prune_to_budget
+
+    torch.manual_seed(0)
+    model = CSNet(unpruned(8))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.1, 1.0)
+    full = count_params(model)
+    cut = prune_to_budget(model, 0.5)
+    assert cut.met and count_params(cut.result.model) <= 0.5 * full
+    gammas = sorted({float(g) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+                     for g in m.weight.detach().abs()})  # fmt: skip
+    # the next smaller threshold (one gamma fewer removed) no longer meets the budget
+    lower = max(g for g in gammas if g < cut.threshold)
+    assert count_params(prune_model(model, lower).model) > 0.5 * full
+
+    deep = prune_to_budget(model, 0.99)  # far beyond what leaves every unit a channel
+    assert not deep.met and count_params(deep.result.model) > 0.01 * full
+    with pytest.raises(PruneError):  # the next larger threshold empties a unit
+        prune_model(model, min(g for g in gammas if g > deep.threshold))
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        prune_to_budget(model, 1.0)
+
+
+def test_bn_reestimation_gives_the_plain_average_of_the_batch_statistics():
+    from sod100k.train.bn_stats import reestimate_bn
+
+    torch.manual_seed(0)
+    net = CSNet(unpruned(4)).eval()
+    first = net.blocks()[0].expand.norms["0"]
+    seen = []
+    hook = first.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    batches = [torch.randn(2, 3, 32, 32) + i for i in range(3)]
+    params = {k: v.clone() for k, v in net.named_parameters()}
+    assert reestimate_bn(net, batches) == 3
+    hook.remove()
+    means = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen])
+    torch.testing.assert_close(first.running_mean, means.mean(0))
+    variances = torch.stack([x.var(dim=(0, 2, 3), unbiased=True) for x in seen])
+    torch.testing.assert_close(first.running_var, variances.mean(0))
+    assert not net.training and first.momentum == 0.1
+    assert all(torch.equal(v, params[k]) for k, v in net.named_parameters())
+    with pytest.raises(ValueError, match="no batches"):
+        reestimate_bn(net, [])

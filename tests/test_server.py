@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -150,12 +151,28 @@ def test_preview_renders_tiff_and_16_bit_images_as_small_jpegs(client):
     assert r.status_code == 400 and r.json()["error"].startswith("t.png: ")
 
 
-def test_large_images_need_a_free_slot(predictor):
-    settings = ServerSettings(max_pixels=4_000_000, large_pixels=100_000, large_slots=1)
+def test_large_images_wait_for_a_slot_then_get_503_when_the_wait_runs_out(predictor):
+    settings = ServerSettings(
+        max_pixels=4_000_000, large_pixels=100_000, large_slots=1, queue_size=1, queue_timeout=1.0
+    )
     app = create_app(predictor, settings)
     big = _png(Image.new("RGB", (400, 300), (200, 30, 30)))  # 0.12 MP: large here
     small = _png(Image.new("RGB", (100, 100), (200, 30, 30)))
     with TestClient(app) as c:
+        assert _post(c, "/v1/cutout", "big.png", big).status_code == 200
+        assert app.state.admission.try_acquire()  # another big image holds the slot
+        try:
+            r = _post(c, "/v1/cutout", "big.png", big)  # waits 1 s in the queue, then 503
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert r.json()["error"].startswith("big.png: busy with large images")
+            assert "no slot within 1 s" in r.json()["error"]
+            assert _post(c, "/v1/cutout", "small.png", small).status_code == 200
+            # the slot comes free while this one waits: it is served
+            threading.Timer(0.3, app.state.admission.release).start()
+            assert _post(c, "/v1/cutout", "big.png", big).status_code == 200
+        finally:
+            if app.state.admission.try_acquire():  # the timer's release went to the waiter
+                app.state.admission.release()
         assert _post(c, "/v1/cutout", "big.png", big).status_code == 200
         assert app.state.admission.try_acquire()  # another big image holds the slot
         try:

@@ -104,7 +104,7 @@ def test_finetune_from_a_pruned_checkpoint(tiny_data, tiny_init, tmp_path):
     assert main(args) == 0
     extra = read_checkpoint(out / "last.pt")["extra"]
     assert tuple(extra["train_config"]["milestones"]) == (50, 100)
-    assert extra["train_config"]["dwd"] is False
+    assert extra["train_config"]["sparsity"] == "none"
 
 
 def test_bn_recalibration_changes_only_running_statistics(tiny_data, tiny_init, tmp_path):

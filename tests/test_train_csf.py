@@ -66,7 +66,7 @@ def test_train_csf_refuses_dynamic_weight_decay(tiny_data, tmp_path, capsys):
     args = ["train", "--model", "csf-res2net50", "--data", str(tiny_data)]
     args += ["--out", str(tmp_path / "r"), "--dwd", "--workers", "0", "--from-scratch"]
     assert main(args) == 2
-    assert "dynamic weight decay needs a CSNet" in capsys.readouterr().err
+    assert "--sparsity dwd needs a CSNet" in capsys.readouterr().err
 
 
 def test_train_csf_needs_backbone_weights_unless_from_scratch(tiny_data, tmp_path, capsys):

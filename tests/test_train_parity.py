@@ -74,7 +74,7 @@ def test_optimizer_groups_and_dwd_terms_are_the_reference_ones(
         assert ours == expected
         assert [len(g[0]) for g in ours] == [355, 66]
         penalised = {convert_key(n) for n in json.loads(str(f32["dwd_penalised_json"]))}
-        assert {names[id(p)] for p in trainer.dwd.gammas()} == penalised
+        assert {names[id(p)] for p in trainer.sparsity.gammas()} == penalised
     finally:
         trainer.close()
 

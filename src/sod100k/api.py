@@ -18,6 +18,7 @@ from sod100k.data.images import to_rgb
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb, to_pil
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
 from sod100k.infer.runtime import make_backend
+from sod100k.utils.files import sod100k_home
 
 #: Preset used when no model is named.
 DEFAULT_MODEL = "csnet-l-x2"
@@ -51,8 +52,7 @@ def weights_home() -> Path:
         ``$SOD100K_HOME/weights``, or ``~/.cache/sod100k/weights`` when
         ``SOD100K_HOME`` is unset.
     """
-    home = os.environ.get("SOD100K_HOME") or Path.home() / ".cache" / "sod100k"
-    return Path(home) / "weights"
+    return sod100k_home() / "weights"
 
 
 def default_weights(model: str) -> Path:

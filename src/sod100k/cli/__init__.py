@@ -71,8 +71,13 @@ def _image_limit(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     return images.decode_limit(megapixels, RAISE_LIMIT_ADVICE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``sod100k`` argument parser with every sub-command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``sod100k`` argument parser with every sub-command (or with ``only`` that one).
+
+    Each sub-command's module is imported to register its options; some import heavy
+    libraries (evaluation: scikit-learn and SciPy through PySODMetrics; plots:
+    matplotlib), seconds of start-up that ``sod100k predict`` does not need.
+    """
     parser = argparse.ArgumentParser(
         prog="sod100k",
         description="Salient object detection with CSNet (SOD100K): saliency maps, "
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only in COMMANDS else COMMANDS:
         module = importlib.import_module(f"sod100k.cli.{name}")
         p = module.add_parser(sub)
         if name in DECODING_COMMANDS:
@@ -103,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status (see :data:`EPILOG`); argparse exits with 2 itself on bad syntax.
     """
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(only=command).parse_args(argv)
     setup_logging(args.verbose)
     try:
         with _image_limit(args):

@@ -15,6 +15,7 @@ from sod100k.cli.common import (
     add_model_args,
     add_runtime_args,
     backend_from_args,
+    batch_size,
     check_device,
     positive,
 )
@@ -91,7 +92,7 @@ def _method_name(args: argparse.Namespace, model: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    positive("batch-size", args.batch_size)
+    batch = batch_size(args, streams=None)
     positive("size", args.size)
     positive("workers", args.workers)
     protocol_kwargs(args)  # validates before the (slow) predictions
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     names = [d.name for d in args.dataset]
     if len(set(names)) != len(names):
         raise CLIError(f"--dataset names must be unique, got {', '.join(names)}")
-    backend, model, _ = backend_from_args(args, args.threads)
+    backend, model, _ = backend_from_args(args, args.threads, streams=None)
     predictor = Predictor(backend, args.size)
     method = _method_name(args, model)
     failures = Failures()
@@ -109,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="sod100k-benchmark-"))
         )
         for spec in args.dataset:
-            results += _benchmark_one(spec, root / spec.name, predictor, args, method, failures)
+            results += _benchmark_one(
+                spec, root / spec.name, predictor, args, method, failures, batch
+            )
     if results:
         write_outputs(results, args.output)
     failures.report()
@@ -123,11 +126,12 @@ def _benchmark_one(
     args: argparse.Namespace,
     method: str,
     failures: Failures,
+    batch: int,
 ) -> list[EvalResult]:
     jobs, planned = plan_jobs([spec.images], pred_dir)
     for what, message in planned:
         failures.add(what, message)
-    report = run_batch(jobs, predictor, args.batch_size, args.workers, progress=not args.quiet)
+    report = run_batch(jobs, predictor, batch, args.workers, progress=not args.quiet, streams=None)
     for what, message in report.failed:
         failures.add(what, message)
     print(f"{spec.name}: wrote {len(report.written)} map(s) to {pred_dir}", file=sys.stderr)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from sod100k.infer.backends import Backend
 from sod100k.infer.predictor import DEFAULT_SIZE
-from sod100k.infer.runtime import BACKENDS, CLI_PRECISIONS, make_backend
+from sod100k.infer.runtime import BACKENDS, CLI_PRECISIONS, make_backend, resolve_backend
+
+#: Images per network call by default.
+DEFAULT_BATCH = 8
+#: ... and when OpenVINO runs several streams (its throughput setting): one image per
+#: call on each single-threaded stream gave the most images per second
+#: (``benchmarks/throughput.py``).
+THROUGHPUT_BATCH = 1
 
 
 class CLIError(Exception):
@@ -44,7 +51,11 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
         help="network input side in pixels (default %(default)s, as the reference)",
     )
     g.add_argument(
-        "--batch-size", type=int, default=8, help="images per forward pass (default %(default)s)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"images per network call (default: {THROUGHPUT_BATCH} when OpenVINO runs "
+        f"several streams, else {DEFAULT_BATCH})",
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     g.add_argument(
@@ -57,7 +68,11 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
         "a .onnx file; default %(default)s",
     )
     g.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for inference (default: all cores)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for inference in all (default: all cores); OpenVINO shares them "
+        "between its streams, so --threads 1 allows one stream",
     )
     add_precision_args(g)
 
@@ -68,9 +83,21 @@ def add_precision_args(g: argparse._ActionsContainer) -> None:
         "--precision",
         default="fp32",
         choices=CLI_PRECISIONS,
-        help="OpenVINO precision: fp32 (default, same maps as torch) or bf16 (CPUs with "
-        "AVX512-BF16/AMX; others run fp32); see the backends guide",
+        help="OpenVINO precision: fp32 (default: the same maps as torch, on every machine), "
+        "bf16 (faster on CPUs with AVX512-BF16/AMX, slightly different maps; others run "
+        "fp32) or auto (bf16 where the CPU has AMX or AVX512-BF16, else fp32: maps then "
+        "depend on the machine); see the backends guide",
     )
+
+
+def batch_size(args: argparse.Namespace, streams: int | None) -> int:
+    """``--batch-size``, or its default for the backend and ``streams`` (see
+    :func:`backend_from_args`; ``None``: the backend's throughput setting)."""
+    if args.batch_size is not None:
+        return positive("batch-size", args.batch_size)
+    if streams != 1 and resolve_backend(args.backend, args.device) == "openvino":
+        return THROUGHPUT_BATCH
+    return DEFAULT_BATCH
 
 
 def positive(name: str, value: int) -> int:
@@ -138,7 +165,7 @@ def model_and_weights(args: argparse.Namespace) -> tuple[str | None, str]:
 
 
 def backend_from_args(
-    args: argparse.Namespace, threads: int | None, streams: int = 1
+    args: argparse.Namespace, threads: int | None, streams: int | None = 1
 ) -> tuple[Backend, str | None, str]:
     """The inference backend the model options ask for (``add_model_args``).
 
@@ -146,7 +173,8 @@ def backend_from_args(
         args: parsed options with ``model``, ``weights``, ``backend``, ``device`` and
             ``precision``.
         threads: CPU threads per inference call (``None``: the runtime's default).
-        streams: concurrent inference requests the backend should serve.
+        streams: concurrent inference requests the backend should serve (``None``:
+            OpenVINO's throughput setting, for folders and videos).
 
     Returns:
         ``(backend, model, weights)``: the model name (``None`` when only weights were

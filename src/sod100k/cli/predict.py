@@ -15,12 +15,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+from sod100k.cli import ray_predict
 from sod100k.cli.common import (
     CLIError,
     Failures,
     add_model_args,
     add_runtime_args,
     backend_from_args,
+    batch_size,
     check_device,
     positive,
 )
@@ -145,16 +147,23 @@ def _add_parser(sub, name: str, fmt: str | None) -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g = p.add_argument_group("throughput")
-    g.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="decode threads, and as many encode/write threads (default 2)",
+    )
     g.add_argument(
         "--streams",
         type=int,
-        default=1,
-        help="batches run through the network concurrently (default 1); try "
-        "--streams 2 --threads 1 --batch-size 1 against the default on your CPU",
+        default=None,
+        help="network calls in flight at once (default: for folders and videos, OpenVINO's "
+        "throughput setting, one single-threaded stream per core; for one image, 1: all "
+        "threads on it, the lowest latency); OpenVINO shares --threads between its streams",
     )
     add_model_args(p)
     add_runtime_args(p)
+    ray_predict.add_ray_args(p)
     return p
 
 
@@ -175,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     images = [p for p in args.inputs if p not in videos]
     if videos and args.output == "-":
         raise CLIError("a video cannot be written to standard output; give -o FOLDER")
+    if args.ray is not None:
+        ray_predict.check_ray_options(args, videos)
+        if ray_predict.uses_uris(args):
+            return ray_predict.run_uris(args, render)
     failures = Failures()
     jobs: list = []
     plan = dest = None
@@ -204,17 +217,25 @@ def run(args: argparse.Namespace) -> int:
             failures.add(what, message)
     _report_planned(failures)
     written = 0
-    predictor = _load_predictor(args) if jobs or videos else None
-    if jobs:
+    streams = args.streams
+    if streams is None:  # many images or a video: throughput; one image: latency
+        streams = None if len(jobs) > 1 or videos else 1
+    batch = batch_size(args, streams)
+    load = (jobs and args.ray is None) or videos
+    predictor = _load_predictor(args, streams) if load else None
+    if jobs and args.ray is not None:
+        report = ray_predict.run_jobs(jobs, args, render)
+    elif jobs:
         report = run_batch(
             jobs,
             predictor,
-            args.batch_size,
+            batch,
             args.workers,
             render,
             progress=not args.quiet and len(jobs) > 1,
-            streams=args.streams,
+            streams=streams,
         )
+    if jobs:
         written = len(report.written)
         for what, message in report.failed:
             failures.add(what, message)
@@ -228,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
             predictor,
             args.format,
             threshold=args.threshold,
-            batch_size=args.batch_size,
+            batch_size=batch,
+            streams=streams,
             progress=not args.quiet,
             taken=images,
         )
@@ -240,10 +262,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> Renderer:
     """Validate the options; return the renderer they ask for."""
-    positive("batch-size", args.batch_size)
+    if args.batch_size is not None:
+        positive("batch-size", args.batch_size)
     positive("size", args.size)
     positive("workers", args.workers)
-    positive("streams", args.streams)
+    if args.streams is not None:
+        positive("streams", args.streams)
     if args.threads is not None:
         positive("threads", args.threads)
     check_device(args.device)
@@ -257,8 +281,8 @@ def _check_options(args: argparse.Namespace) -> Renderer:
     return render
 
 
-def _load_predictor(args: argparse.Namespace) -> Predictor:
-    backend, _, _ = backend_from_args(args, args.threads, args.streams)
+def _load_predictor(args: argparse.Namespace, streams: int | None) -> Predictor:
+    backend, _, _ = backend_from_args(args, args.threads, streams)
     return Predictor(backend, args.size)
 
 

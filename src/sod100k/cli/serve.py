@@ -7,8 +7,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sod100k.cli import ray_serve
 from sod100k.cli.common import (
+    CLIError,
     add_model_args,
     add_precision_args,
     backend_from_args,
@@ -17,6 +22,9 @@ from sod100k.cli.common import (
 )
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
 from sod100k.infer.runtime import BACKENDS
+
+if TYPE_CHECKING:
+    from sod100k.server.app import ServerSettings
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -56,7 +64,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--large-slots",
         type=int,
         default=1,
-        help="large images processed at once; more get 503 + Retry-After (default %(default)s)",
+        help="large images processed at once; more wait in the queue (default %(default)s)",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=int,
+        default=8,
+        help="large images that may wait for a slot; more get 503 + Retry-After; 0 refuses "
+        "whenever the slots are busy (default %(default)s)",
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a large image waits for a slot before 503 + Retry-After "
+        "(default %(default)s)",
     )
     p.add_argument(
         "--max-connections",
@@ -82,37 +104,37 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=5.0,
         help="seconds in-flight requests get after SIGTERM/Ctrl-C (default %(default)s)",
     )
+    ray_serve.add_ray_args(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from sod100k.server import ServerSettings, create_app
+    from sod100k.server import create_app
     from sod100k.server.protocol import guarded_protocol
+    from sod100k.server.web import add_browser_routes
 
     for name in ("workers", "port", "large_slots", "max_connections"):
         positive(name.replace("_", "-"), getattr(args, name))
-    for name in ("header_timeout", "body_timeout", "shutdown_timeout"):
+    for name in ("header_timeout", "body_timeout", "shutdown_timeout", "queue_timeout"):
         positive(name.replace("_", "-"), getattr(args, name))
+    if args.queue_size < 0:
+        raise CLIError(f"--queue-size must be 0 or more, got {args.queue_size}")
     check_device(args.device)
+    if args.ray is not None:
+        return ray_serve.run(args)
     # Each request is one small image: parallelism comes from the request pools, so one
     # thread per inference call avoids oversubscribing the cores.
     backend, model, weights = backend_from_args(
         args, threads=1, streams=args.workers + args.large_slots
     )
-    settings = ServerSettings(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_pixels=int(args.max_megapixels * 1e6),
-        workers=args.workers,
-        large_pixels=int(args.large_megapixels * 1e6),
-        large_slots=args.large_slots,
-        body_timeout=args.body_timeout,
-        header_timeout=args.header_timeout,
-        max_connections=args.max_connections,
-        model_name=model or str(weights),
+    settings = settings_from_args(args, model or str(weights))
+    predictor = Predictor(backend, args.size)
+    app = create_app(predictor, settings)
+    add_browser_routes(
+        app, browser_model(model, weights), settings.model_name, args.size, predictor.quantization
     )
-    app = create_app(Predictor(backend, args.size), settings)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -128,6 +150,40 @@ def run(args: argparse.Namespace) -> int:
         raise
     _exit_now_if_work_is_stuck()
     return 0
+
+
+def browser_model(model: str | None, weights: str) -> Callable[[], bytes]:
+    """The ONNX graph the page's "run in this browser" mode loads: an ``.onnx`` file as
+    given, else the fp32 export of the weights (made on the first request for it)."""
+    if Path(weights).suffix == ".onnx":
+        return Path(weights).read_bytes
+
+    def export() -> bytes:
+        from sod100k.checkpoints.loading import load_model
+        from sod100k.infer.onnx_export import export_bytes
+
+        return export_bytes(load_model(model, weights))
+
+    return export
+
+
+def settings_from_args(args: argparse.Namespace, model_name: str) -> ServerSettings:
+    """The service's limits and sizing from the options."""
+    from sod100k.server.app import ServerSettings
+
+    return ServerSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1e6),
+        workers=args.workers,
+        large_pixels=int(args.large_megapixels * 1e6),
+        large_slots=args.large_slots,
+        queue_size=args.queue_size,
+        queue_timeout=args.queue_timeout,
+        body_timeout=args.body_timeout,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
+        model_name=model_name,
+    )
 
 
 def _exit_now_if_work_is_stuck(grace: float = 1.0, code: int = 0) -> None:

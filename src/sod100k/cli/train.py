@@ -9,7 +9,9 @@ from sod100k.cli.common import CLIError, check_device
 from sod100k.data.dataset import AUGMENTATIONS, DatasetError, pair_by_stem
 from sod100k.models import registry
 from sod100k.train.config import GAMMA_WEIGHT_DECAY, build_config
+from sod100k.train.init import BN_INITS
 from sod100k.train.loop import Trainer
+from sod100k.train.sparsity import SPARSITY
 from sod100k.train.step import LAYOUTS
 
 
@@ -59,7 +61,38 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
         help="no parameter update: only BatchNorm running statistics follow the data "
         "(what the reference finetune.py does in effect; 20 epochs by default)",
     )
-    p.add_argument("--dwd", action=argparse.BooleanOptionalAction, help="dynamic weight decay")
+    p.add_argument(
+        "--sparsity",
+        choices=SPARSITY,
+        help="penalty on the backbone's BN gammas: dwd (dynamic weight decay, the CSNet "
+        "recipe), l1 (network slimming, Liu et al. 2017; the gammas get no plain weight "
+        "decay) or none",
+    )
+    p.add_argument(
+        "--dwd",
+        dest="sparsity",
+        action="store_const",
+        const="dwd",
+        help="same as --sparsity dwd",
+    )
+    p.add_argument(
+        "--no-dwd",
+        dest="sparsity",
+        action="store_const",
+        const="none",
+        help="same as --sparsity none",
+    )
+    p.add_argument(
+        "--l1-strength",
+        type=float,
+        help="--sparsity l1: the penalty strength * sum |gamma| (default 1e-4)",
+    )
+    p.add_argument(
+        "--bn-init",
+        choices=BN_INITS,
+        help="BatchNorm gammas of a net trained from scratch: uniform = U(0,1) seeded by "
+        "--seed (PyTorch 1.0, as the reference; the CSNet default) or ones",
+    )
     p.add_argument("--dwd-coefficient", type=float)
     p.add_argument("--dwd-expand", type=float, help="FLOPs expansion factor of DWD")
     p.add_argument("--workers", type=int)
@@ -115,7 +148,9 @@ OPTION_NAMES = [
     "weight_decay",
     "milestones",
     "size",
-    "dwd",
+    "sparsity",
+    "l1_strength",
+    "bn_init",
     "dwd_coefficient",
     "dwd_expand",
     "workers",

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sod100k.infer.graph_cache import openvino_cache_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -21,6 +23,14 @@ class Backend(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """``(N, 3, H, W)`` float32 -> ``(N, H, W)`` float32 logits."""
         ...
+
+
+def concurrency(backend: Backend, shape: tuple[int, ...]) -> int:
+    """How many calls of ``backend`` on ``shape`` batches should run at once for the best
+    throughput: what OpenVINO's throughput setting chose (:meth:`OpenVinoBackend.concurrency`),
+    1 for the other backends."""
+    choose = getattr(backend, "concurrency", None)
+    return choose(shape) if choose is not None else 1
 
 
 class TorchBackend:
@@ -91,7 +101,15 @@ class OpenVinoBackend:
     kept at fp32 (on CPUs with AMX/AVX512-BF16, OpenVINO would otherwise pick bf16), so
     outputs match torch within 1e-4. The network is compiled once per input shape (the
     predictor feeds one shape, plus a smaller last batch); every calling thread gets
-    its own infer request, so ``streams`` threads can run batches side by side.
+    its own infer request, so several threads can run batches side by side.
+
+    ``streams`` is how many batches OpenVINO runs at once, sharing ``threads`` (all
+    cores by default) between them: 1 (the default) gives one call all the threads, the
+    lowest latency; ``None`` asks for OpenVINO's throughput setting, which on a small
+    CPU runs one single-threaded stream per core: each call is slower, but no core waits
+    for another inside a call, so more images go through per second
+    (``benchmarks/throughput.py``). :meth:`concurrency` says how many calls to keep in
+    flight. The logits are the same bits in every setting (``tests/test_throughput.py``).
     """
 
     #: The model's architecture when known (picks the map quantisation).
@@ -103,7 +121,7 @@ class OpenVinoBackend:
         self,
         model: str | Path | bytes | Any,
         threads: int | None = None,
-        streams: int = 1,
+        streams: int | None = 1,
         precision: str = "fp32",
     ) -> None:
         import openvino as ov
@@ -135,8 +153,14 @@ class OpenVinoBackend:
         self.config: dict[str, Any] = {
             # int8 graphs carry their own FakeQuantize ops; the rest of them stays f32.
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "NUM_STREAMS": max(1, streams),
         }
+        cache = openvino_cache_dir()
+        if cache is not None:  # compiled networks kept on disk: a faster next start
+            self.config["CACHE_DIR"] = cache
+        if streams is None:
+            self.config["PERFORMANCE_HINT"] = "THROUGHPUT"
+        else:
+            self.config["NUM_STREAMS"] = max(1, streams)
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self._compiled: dict[tuple[int, ...], Any] = {}
@@ -169,6 +193,12 @@ class OpenVinoBackend:
     def warm_up(self, shape: tuple[int, ...]) -> None:
         """Compile and run the network once for ``shape`` before concurrent use."""
         self._compiled_for(tuple(shape))
+
+    def concurrency(self, shape: tuple[int, ...]) -> int:
+        """Calls on ``shape`` batches to keep in flight: the streams OpenVINO compiled the
+        network with (compiling it now if needed)."""
+        compiled = self._compiled_for(tuple(shape))
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

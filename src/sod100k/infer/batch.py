@@ -1,7 +1,7 @@
 """Batch prediction over files and folders: decode, infer and write in overlapping stages.
 
 Decoding/resizing and PNG encoding/writing run in worker threads (OpenCV and Pillow
-release the GIL), while the network runs batches in the calling thread. Bad inputs are
+release the GIL), while the network runs batches in threads of its own. Bad inputs are
 skipped and reported; outputs are written atomically and never over an input.
 """
 
@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sod100k.data.images import ImageError, load_rgb
-from sod100k.infer.backends import Backend
+from sod100k.infer.backends import Backend, concurrency
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.inputs import Destination, Job, classify_inputs, plan_run
 from sod100k.infer.predictor import Predictor
@@ -144,23 +144,25 @@ def _batches(items: list, n: int) -> Iterator[list]:
         yield items[i : i + n]
 
 
+#: A batch of jobs, each with the future of its decoded image and network input.
 Loaded = list[tuple[Job, Future]]
-Inferred = tuple[list[tuple[Job, np.ndarray, np.ndarray]], list[tuple[Job, Exception]]]
+#: Per job of a batch, in order: its decode future, and the image and logits (None when
+#: it could not be decoded; the future then holds the error).
+Inferred = list[tuple[Job, Future, np.ndarray | None, np.ndarray | None]]
 
 
 def _infer(chunk: Loaded, backend: Backend) -> Inferred:
     """Wait for a chunk's decoded images and run the network on the readable ones."""
-    good, bad = [], []
+    decoded = []
     for job, fut in chunk:
         try:
             rgb, x = fut.result()
-            good.append((job, rgb, x))
-        except (ImageError, OSError, ValueError) as e:
-            bad.append((job, e))
-    if not good:
-        return [], bad
-    logits = backend(np.stack([x for _, _, x in good]))
-    return [(job, rgb, lg) for (job, rgb, _), lg in zip(good, logits, strict=True)], bad
+        except (ImageError, OSError, ValueError):
+            rgb = x = None  # reported from the future, in its place
+        decoded.append((job, fut, rgb, x))
+    inputs = [x for *_, x in decoded if x is not None]
+    logits = iter(backend(np.stack(inputs)) if inputs else ())
+    return [(job, fut, rgb, None if x is None else next(logits)) for job, fut, rgb, x in decoded]
 
 
 def run_batch(
@@ -170,20 +172,38 @@ def run_batch(
     workers: int = 2,
     render: Renderer = render_mask,
     progress: bool = True,
-    streams: int = 1,
+    streams: int | None = None,
 ) -> BatchReport:
     """Predict and write every job; never raises for a bad item.
 
-    Three stages overlap: ``workers`` threads decode and resize images (a bounded number
-    of batches ahead, so memory stays flat on big folders), ``streams`` threads run the
-    network on whole batches concurrently, and the decode threads also turn logits into
-    PNG files. Single-image ONNX Runtime calls are cheaper per image than batched ones
-    (cache-friendlier), so single-threaded streams with batch 1 can beat one
-    multi-threaded call on batches; which wins depends on the machine
-    (``benchmarks/e2e.py``).
+    Three stages overlap, each bounded, so memory stays flat however big the folder:
+    ``workers`` threads decode and resize images (a few batches ahead of the network),
+    up to ``streams`` batches run through the network at once, and ``workers`` more
+    threads turn logits into maps and encode and write them. Decoding, resizing and PNG
+    encoding release the GIL, so on two cores the stages really run side by side.
+    Results are reported (written list, failures, progress bar) in job order.
+
+    Args:
+        jobs: what to read and write (:func:`plan_jobs`).
+        predictor: the network and its input size.
+        batch_size: images per network call.
+        workers: decode threads, and as many encode/write threads.
+        render: map -> image to save (:data:`RENDERERS`).
+        progress: show a progress bar on stderr.
+        streams: network calls in flight at once; ``None`` (default): as many as the
+            backend was built to run at once (:func:`~sod100k.infer.backends.concurrency`:
+            the streams of an OpenVINO backend, else 1).
     """
     report = BatchReport([], [])
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True)
+    size = predictor.size
+    if streams is None:
+        streams = concurrency(predictor.backend, (batch_size, 3, size, size)) if jobs else 1
+    streams = max(1, streams)
+    lookahead = streams + 2  # batches being decoded beyond those in the network
+    # Outcomes not yet reported (images and logits waiting to be encoded and written).
+    max_pending = lookahead * batch_size + 2 * workers
+    pending: deque[tuple[Job, Future]] = deque()
 
     def write(job: Job, rgb: np.ndarray, logits: np.ndarray) -> Path:
         sal = predictor.to_map(logits, rgb.shape[0], rgb.shape[1])
@@ -195,57 +215,48 @@ def run_batch(
         atomic_write_bytes(job.dst, encode_image(image, job.dst.suffix))
         return job.dst
 
-    chunks = list(_batches(jobs, batch_size))
-    lookahead = streams + 2  # batches being decoded beyond those being inferred
-    writes: list[tuple[Job, Future]] = []
+    def hand_over(inferred: Inferred) -> None:
+        for job, loaded, rgb, logits in inferred:
+            done = loaded if logits is None else writers.submit(write, job, rgb, logits)
+            pending.append((job, done))
 
-    def collect(all_done: bool) -> None:
-        nonlocal writes
-        done = writes if all_done else [w for w in writes if w[1].done()]
-        writes = [] if all_done else [w for w in writes if not w[1].done()]
-        for job, fut in done:
+    def report_done(keep: int) -> None:
+        """Report outcomes in job order: those finished, then wait while over ``keep``."""
+        while pending and (len(pending) > keep or pending[0][1].done()):
+            job, fut = pending.popleft()
             try:
-                report.written.append(fut.result())
-            except (OSError, ValueError) as e:
+                written = fut.result()
+            except (ImageError, OSError, ValueError) as e:
                 _fail(report, bar, job, e)
+            else:
+                report.written.append(written)
             bar.update(1)
-
-    def handle(result: Inferred) -> None:
-        inferred, bad = result
-        for job, e in bad:
-            _fail(report, bar, job, e)
-            bar.update(1)
-        for job, rgb, lg in inferred:
-            writes.append((job, io_pool.submit(write, job, rgb, lg)))
-        collect(all_done=False)
 
     with (
-        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io") as io_pool,
-        ThreadPoolExecutor(max(1, streams), thread_name_prefix="sod-infer") as infer,
+        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-decode") as decoders,
+        ThreadPoolExecutor(streams, thread_name_prefix="sod-infer") as network,
+        ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-write") as writers,
     ):
-        loads: dict[int, Loaded] = {}
-
-        def load(k: int) -> None:
-            if k < len(chunks):
-                loads[k] = [(job, io_pool.submit(_load, job, predictor.size)) for job in chunks[k]]
-
+        loads: deque[Loaded] = deque()
+        running: deque[Future] = deque()
         try:
-            for k in range(lookahead):
-                load(k)
-            running: deque[Future] = deque()
-            for k in range(len(chunks)):
-                running.append(infer.submit(_infer, loads.pop(k), predictor.backend))
-                load(k + lookahead)
-                while len(running) > max(1, streams) or (running and running[0].done()):
-                    handle(running.popleft().result())
-            while running:
-                handle(running.popleft().result())
-            collect(all_done=True)
+            for chunk in _batches(jobs, batch_size):
+                loads.append([(job, decoders.submit(_load, job, size)) for job in chunk])
+                if len(loads) > lookahead:
+                    running.append(network.submit(_infer, loads.popleft(), predictor.backend))
+                while len(running) > streams or (running and running[0].done()):
+                    hand_over(running.popleft().result())
+                report_done(max_pending)
+            running.extend(network.submit(_infer, c, predictor.backend) for c in loads)
+            for fut in running:
+                hand_over(fut.result())
+                report_done(max_pending)
+            report_done(0)
         except BaseException:
             # Ctrl-C (or a bug): drop the queued work instead of finishing it; writes in
             # progress complete or leave nothing (they are atomic).
-            io_pool.shutdown(wait=False, cancel_futures=True)
-            infer.shutdown(wait=False, cancel_futures=True)
+            for pool in (decoders, network, writers):
+                pool.shutdown(wait=False, cancel_futures=True)
             bar.close()
             raise
     bar.close()

@@ -35,36 +35,51 @@ class ExportError(RuntimeError):
     """The exported graph is invalid or does not reproduce the torch model."""
 
 
+#: Side of the sample image the exporter traces the model with. The graph has dynamic
+#: height and width, so the sample's size does not change it (the exported bytes are the
+#: same at 224; ``tests/test_onnx_export.py``); a small one makes the trace cheap.
+TRACE_SIDE = 32
+
+
 def export_bytes(
-    model: nn.Module, opset: int = OPSET, sample_size: int = 224, merge_convs: bool = False
+    model: nn.Module, opset: int = OPSET, sample_size: int = TRACE_SIDE, merge_convs: bool = False
 ) -> bytes:
     """Serialise ``model`` (a CSNet is fused first) to an ONNX model in memory.
 
     By default the fused CSNet keeps one conv per branch pair (``merge_convs=False``): no
     channel-split ops, which OpenVINO runs slowly (x2: 37.6 vs 15.0 ms/img), while ONNX
-    Runtime is as fast either way (benchmarks/openvino_variants.py). The graph is checked
-    with ``onnx.checker`` before it is returned.
+    Runtime is as fast either way (docs/benchmarks/inference.md, OpenVINO graph variants).
+    The graph is checked with ``onnx.checker`` before it is returned.
+
+    The trace runs the model once on a ``sample_size`` square, on one torch thread: the
+    ~150 tiny convolutions of a trace cost seconds of spinning in a two-thread pool (most
+    of ``sod100k predict``'s start-up on a busy 2-core machine) and ~0.5 s on one.
     """
     net = fuse_csnet(model, merge_convs=merge_convs) if isinstance(model, CSNet) else model
     net = net.cpu().eval()
     sample = torch.zeros(1, 3, sample_size, sample_size)
     dynamic = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter (which warns that it is superseded) exports this graph
-        # about 4x faster than the dynamo one, whose graph ran no faster in ONNX Runtime;
-        # export time matters because the onnx backend exports at start-up.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (sample,),
-            buf,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
-            opset_version=opset,
-            dynamo=False,
-        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter (which warns that it is superseded) exports this
+            # graph about 4x faster than the dynamo one, whose graph ran no faster in ONNX
+            # Runtime; export time matters because the onnx backend exports at start-up.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (sample,),
+                buf,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+                opset_version=opset,
+                dynamo=False,
+            )
+    finally:
+        torch.set_num_threads(threads)
     data = buf.getvalue()
     try:
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)

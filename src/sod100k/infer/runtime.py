@@ -8,18 +8,21 @@ from pathlib import Path
 
 import torch
 
-from sod100k.checkpoints.loading import load_model
+from sod100k.checkpoints.loading import load_model, resolve_weights
 from sod100k.infer.backends import Backend, OnnxBackend, OpenVinoBackend, TorchBackend
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "torch-fused", "onnx", "openvino")
 #: Precisions :func:`make_backend` runs. ``fp32`` is the default and matches torch
-#: within 1e-4; ``int8`` is for experiments (benchmarks/int8_openvino.py): it missed the
+#: within 1e-4; ``int8`` is for experiments (benchmarks/precision.py): it missed the
 #: accuracy bar on ECSSD (max F -0.0085, MAE +0.0038 for x2), so the CLI does not offer it.
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
 #: Precisions the command line offers (see docs/guide/backends.md).
-CLI_PRECISIONS = ("fp32", "bf16")
+CLI_PRECISIONS = ("fp32", "bf16", "auto")
+#: CPU flags (``/proc/cpuinfo``) with which OpenVINO runs bf16 natively (AMX tiles or
+#: AVX-512 BF16); ``auto`` picks bf16 only there, where it was measured 1.2-1.3x faster.
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 #: Calibration images NNCF reads for ``int8`` (the accuracy table used this many).
 INT8_CALIBRATION_COUNT = 100
 
@@ -34,13 +37,71 @@ def resolve_backend(name: str, device: str = "cpu") -> str:
     return "torch"
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them in ``/proc/cpuinfo`` (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def resolve_precision(precision: str, backend: str, flags: frozenset[str] | None = None) -> str:
+    """``auto`` is ``bf16`` for the OpenVINO backend on a CPU with bf16 arithmetic
+    (:data:`BF16_FLAGS`) and ``fp32`` everywhere else; other precisions are returned as is.
+
+    Args:
+        precision: ``fp32``, ``bf16``, ``int8`` or ``auto``.
+        backend: the resolved backend name (``openvino``, ``onnx``, ...).
+        flags: the CPU flags (default: this machine's, :func:`cpu_flags`).
+    """
+    if precision != "auto":
+        return precision
+    if backend != "openvino":
+        return "fp32"
+    flags = cpu_flags() if flags is None else flags
+    return "bf16" if flags & BF16_FLAGS else "fp32"
+
+
+def exported_graph(model: str | None, weights: str | None) -> tuple[str | None, bytes]:
+    """``(arch, ONNX bytes)`` of ``model``/``weights``: from the graph cache when this
+    checkpoint was exported before (:mod:`sod100k.infer.graph_cache`), else exported now
+    and cached.
+
+    Raises:
+        CheckpointError: the weights cannot be read or do not fit ``model``.
+    """
+    from sod100k.infer import graph_cache
+
+    key = None
+    if weights is not None and graph_cache.cache_root() is not None:
+        _, first, second = resolve_weights(weights)
+        key = graph_cache.graph_key(model, [first] if second is None else [first, second])
+        cached = graph_cache.read_graph(key)
+        if cached is not None:
+            log.info("ONNX graph of %s from the cache", weights)
+            return cached
+    from sod100k.infer.onnx_export import export_bytes
+
+    log.info("exporting %s to ONNX in memory", weights or model)
+    net = load_model(model, weights)
+    graph = export_bytes(net)
+    if key is not None:
+        graph_cache.write_graph(key, net.arch, graph)
+    return net.arch, graph
+
+
 def make_backend(
     name: str,
     model: str | None,
     weights: str | None,
     device: str = "cpu",
     threads: int | None = None,
-    streams: int = 1,
+    streams: int | None = 1,
     precision: str = "fp32",
     calibration: str | Path | None = None,
 ) -> Backend:
@@ -55,9 +116,12 @@ def make_backend(
 
     ``threads`` sets torch's intra-op threads (torch backends, process-wide) or the ONNX
     Runtime / OpenVINO thread pool; ``streams`` is how many batches OpenVINO may run at
-    once (the other backends ignore it). ``precision`` other than ``fp32`` needs the
-    OpenVINO backend: ``bf16`` (CPUs with bf16 support; others run fp32) or ``int8``
-    (quantised at start-up with NNCF on the images of the ``calibration`` folder).
+    once (``None``: its throughput setting; see :class:`OpenVinoBackend`; the other
+    backends ignore it). ``precision`` other than ``fp32`` needs the OpenVINO backend:
+    ``bf16`` (CPUs with bf16 support; others run fp32) or ``int8`` (quantised at start-up
+    with NNCF on the images of the ``calibration`` folder); ``auto`` is ``bf16`` where the
+    CPU has AMX or AVX-512 BF16 and ``fp32`` elsewhere or with another backend
+    (:func:`resolve_precision`), so its maps depend on the machine.
 
     Raises:
         ValueError: unknown backend or precision, or a precision the backend lacks.
@@ -65,6 +129,9 @@ def make_backend(
     name = resolve_backend(name, device)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = resolve_precision(precision, name)
+        log.info("--precision auto: %s on this CPU with the %s backend", precision, name)
     if precision != "fp32" and name != "openvino":
         raise ValueError(f"--precision {precision} needs the openvino backend, not {name}")
     if precision == "int8" and calibration is None:
@@ -91,11 +158,7 @@ def make_backend(
         if weights is not None and Path(weights).suffix == ".onnx":
             graph: Path | bytes = Path(weights)
         else:
-            from sod100k.infer.onnx_export import export_bytes
-
-            log.info("exporting %s to ONNX in memory", weights or model)
-            net = load_model(model, weights)
-            arch, graph = net.arch, export_bytes(net)
+            arch, graph = exported_graph(model, weights)
         if name == "onnx":
             backend: Backend = OnnxBackend(graph, threads)
         elif precision != "int8":

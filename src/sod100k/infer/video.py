@@ -26,7 +26,9 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +38,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from sod100k.infer.backends import concurrency
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import preprocess
@@ -168,6 +171,7 @@ def predict_video(
     *,
     threshold: int | None = None,
     batch_size: int = 8,
+    streams: int | None = None,
     progress: bool = True,
 ) -> VideoReport:
     """Write the ``fmt`` video of ``src`` to ``dst``, streaming frame batches.
@@ -179,8 +183,10 @@ def predict_video(
         predictor: the network and its input size.
         fmt: ``mask``, ``rgba`` or ``overlay`` (see :data:`OUTPUTS`).
         threshold: rgba only: hard alpha, 255 where the refined map is at least this.
-        batch_size: frames per network call; about ``3 * batch_size`` decoded frames are
-            in memory at once.
+        batch_size: frames per network call; about ``(3 + streams) * batch_size``
+            decoded frames are in memory at once.
+        streams: batches in the network at once; ``None``: as many as the backend runs
+            best at once (:func:`~sod100k.infer.backends.concurrency`).
         progress: show a progress bar (frames) on stderr.
 
     Returns:
@@ -195,6 +201,8 @@ def predict_video(
     render = make_frame_renderer(fmt, threshold)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if streams is None:
+        streams = concurrency(predictor.backend, (batch_size, 3, predictor.size, predictor.size))
     try:
         inp = av.open(str(src))
     except (av.FFmpegError, OSError) as e:
@@ -216,8 +224,9 @@ def predict_video(
                 ) as out,
             ):
                 frames, audio = _Pipeline(
-                    src, dst, inp, vin, ain, out, spec, predictor, render, batch_size, progress
-                ).run()
+                    src, dst, inp, vin, ain, out, spec, predictor, render, batch_size,
+                    max(1, streams), progress,
+                ).run()  # fmt: skip
         except av.FFmpegError as e:
             raise VideoError(f"{dst}: cannot write the video: {_reason(e)}") from e
         except OSError as e:  # the output folder: permissions, a file in the way, space
@@ -241,6 +250,7 @@ def predict_videos(
     *,
     threshold: int | None = None,
     batch_size: int = 8,
+    streams: int | None = None,
     progress: bool = True,
     taken: Iterable[str | Path] = (),
 ) -> VideoBatchReport:
@@ -252,7 +262,8 @@ def predict_videos(
         inputs: video files.
         out_dir: output folder, or None for beside each input (see
             :func:`video_output_path` for the names).
-        predictor, fmt, threshold, batch_size, progress: as in :func:`predict_video`.
+        predictor, fmt, threshold, batch_size, streams, progress: as in
+            :func:`predict_video`.
         taken: other paths no output may overwrite (for instance the command's other
             inputs).
 
@@ -281,6 +292,7 @@ def predict_videos(
                     fmt,
                     threshold=threshold,
                     batch_size=batch_size,
+                    streams=streams,
                     progress=progress,
                 )
             except VideoError as e:
@@ -334,6 +346,7 @@ class _Pipeline:
         predictor: Predictor,
         render: Callable[[np.ndarray, np.ndarray], np.ndarray],
         batch_size: int,
+        streams: int,
         progress: bool,
     ) -> None:
         self.src, self.dst = src, dst
@@ -342,7 +355,9 @@ class _Pipeline:
         self.predictor = predictor
         self.render = render
         self.batch_size = batch_size
-        self.decoded: queue.Queue = queue.Queue(maxsize=batch_size + 2)
+        self.streams = streams
+        # Enough decoded frames to fill every stream's next batch while the network runs.
+        self.decoded: queue.Queue = queue.Queue(maxsize=batch_size * streams + 2)
         self.inferred: queue.Queue = queue.Queue(maxsize=batch_size + 2)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
@@ -477,30 +492,54 @@ class _Pipeline:
         self._put(self.decoded, _END)
 
     def _infer(self) -> None:
-        """Batch frames through the network; audio packets keep their place."""
+        """Batch frames through the network, up to ``streams`` batches at once; frames and
+        audio packets leave in the order they came."""
+        # Each entry: the batch's logits (a future), its frames, and every item from its
+        # first frame on (frames and audio packets), in file order.
+        running: deque[tuple[Future, list[_Frame], list[Any]]] = deque()
         pending: list[Any] = []
         batch: list[_Frame] = []
-        while True:
-            item = self._get(self.decoded)
-            if item is not _END:
-                pending.append(item)
-                if isinstance(item, _Frame):
-                    batch.append(item)
-            if batch and (len(batch) == self.batch_size or item is _END):
-                # A short last batch is padded: one shape means one compiled network.
-                tensors = [f.tensor for f in batch]
-                tensors += tensors[-1:] * (self.batch_size - len(batch))
-                logits = self.predictor.backend(np.stack(tensors))
-                for frame, lg in zip(batch, logits, strict=False):
-                    frame.tensor = lg
-                batch = []
-            if not batch or item is _END:
-                for p in pending:
-                    self._put(self.inferred, p)
-                pending = []
-            if item is _END:
-                self._put(self.inferred, _END)
-                return
+        with ThreadPoolExecutor(self.streams, thread_name_prefix="sod-video-infer") as network:
+            while True:
+                try:
+                    item = self.decoded.get(timeout=0.01 if running else 0.1)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        raise _Aborted from None
+                    self._pass_on(running, keep=len(running))  # finished batches only
+                    continue
+                if item is not _END:
+                    pending.append(item)
+                    if isinstance(item, _Frame):
+                        batch.append(item)
+                if batch and (len(batch) == self.batch_size or item is _END):
+                    # A short last batch is padded: one shape means one compiled network.
+                    tensors = [f.tensor for f in batch]
+                    tensors += tensors[-1:] * (self.batch_size - len(batch))
+                    logits = network.submit(self.predictor.backend, np.stack(tensors))
+                    running.append((logits, batch, pending))
+                    batch, pending = [], []
+                elif not batch and pending:  # audio, and no frame waiting for the network
+                    if running:  # it follows the batches in flight
+                        running[-1][2].extend(pending)
+                    else:
+                        for p in pending:
+                            self._put(self.inferred, p)
+                    pending = []
+                self._pass_on(running, keep=0 if item is _END else self.streams)
+                if item is _END:
+                    self._put(self.inferred, _END)
+                    return
+
+    def _pass_on(self, running: deque, keep: int) -> None:
+        """Hand finished batches (in order) to the writer, and wait for the oldest ones
+        while more than ``keep`` are in flight."""
+        while running and (len(running) > keep or running[0][0].done()):
+            logits, frames, items = running.popleft()
+            for frame, lg in zip(frames, logits.result(), strict=False):
+                frame.tensor = lg
+            for item in items:
+                self._put(self.inferred, item)
 
     def _write(self) -> None:
         """Render, encode and mux; audio copied or re-encoded; encoders flushed at the end."""

@@ -6,10 +6,12 @@ reach it (see :meth:`OpenVinoBackend._compiled_for` for the deadlock this preven
 Decoding, inference and encoding run in worker threads (OpenCV, Pillow and the
 backends release the GIL), so the event loop stays free to accept and refuse requests.
 
-Images over ``large_pixels`` run in a pool of their own with ``large_slots`` threads,
-admitted only while a slot is free (else 503 with ``Retry-After``): big images cannot
-exhaust memory or hold up small ones. Every error, whatever raised it (our checks,
-FastAPI's validation, routing, the multipart parser), is answered ``{"error": ...}``.
+Images over ``large_pixels`` run in a pool of their own with ``large_slots`` threads;
+when every slot is busy they wait in a bounded queue (``queue_size`` requests, at most
+``queue_timeout`` seconds each), and only a full queue or a wait that runs out is answered
+503 with ``Retry-After``: big images cannot exhaust memory or hold up small ones.
+Every error, whatever raised it (our checks, FastAPI's validation, routing, the
+multipart parser), is answered ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sod100k import __version__
 from sod100k.data import images
 from sod100k.infer.predictor import Predictor
 from sod100k.server.imaging import RequestError, cutout_png, preview_jpeg, probe, saliency_png
-from sod100k.server.limits import Admission, BodyLimitMiddleware
+from sod100k.server.limits import Admission, AdmissionRefused, BodyLimitMiddleware
 from sod100k.utils.malloc import release_free_memory
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,12 @@ class ServerSettings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: Images over this many pixels are "large": they need a free slot.
     large_pixels: int = 4_000_000
-    #: Large images processed at once (their own threads); more get 503 + Retry-After.
+    #: Large images processed at once (their own threads); more wait in the queue.
     large_slots: int = 1
+    #: Large images that may wait for a slot; more get 503 + Retry-After.
+    queue_size: int = 8
+    #: Seconds a large image waits for a slot at most; then 503 + Retry-After.
+    queue_timeout: float = 60.0
     #: ``Retry-After`` seconds sent with 503.
     retry_after: int = 5
     #: Seconds a client has to send the whole request body (slower: 408).
@@ -124,7 +130,9 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
         images.set_max_megapixels(settings.max_pixels / 1e6)
     pool = ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="sod-infer")
     large_pool = ThreadPoolExecutor(max(1, settings.large_slots), thread_name_prefix="sod-large")
-    admission = Admission(settings.large_slots, settings.retry_after)
+    admission = Admission(
+        settings.large_slots, settings.queue_size, settings.queue_timeout, settings.retry_after
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -186,14 +194,16 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
         w, h = probe(data, name, settings.max_pixels)
         if w * h <= settings.large_pixels:
             return await asyncio.wrap_future(pool.submit(job))
-        if not admission.try_acquire():
+        try:
+            await admission.acquire()
+        except AdmissionRefused as e:
             raise RequestError(
                 503,
                 f"{name}: busy with large images ({w}x{h} is over "
-                f"{settings.large_pixels / 1e6:g} MP; {settings.large_slots} at a time), "
+                f"{settings.large_pixels / 1e6:g} MP; {settings.large_slots} at a time, {e}), "
                 f"retry in {settings.retry_after} s",
                 {"Retry-After": str(settings.retry_after)},
-            )
+            ) from None
         future = large_pool.submit(_then_trim, job)
         # Released when the job ends or is cancelled, not when the client goes away.
         future.add_done_callback(lambda _: admission.release())
@@ -206,7 +216,10 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
         413: {"description": "upload or image too large"},
         415: {"description": "not an image"},
         422: {"description": "missing file field or bad query value"},
-        503: {"description": "busy with large images or too many connections; see Retry-After"},
+        503: {
+            "description": "large-image queue full or wait over, or too many connections; "
+            "see Retry-After"
+        },
     }
 
     @app.post("/v1/saliency", response_class=Response, responses={200: png, **errors})

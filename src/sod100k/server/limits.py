@@ -6,11 +6,14 @@ arrives (chunked uploads included, which declare no length) and answers 413 as s
 the count passes the limit, and gives the whole body a deadline (408), so a client
 trickling one byte at a time cannot hold a connection forever. Nothing past the limit
 is ever handed to the multipart parser or written to temporary storage.
+
+:class:`Admission` bounds how many big images are processed at once, queueing the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 import time
@@ -116,26 +119,94 @@ class BodyLimitMiddleware:
             await send_error(send, *refusal)
 
 
-class Admission:
-    """A fixed number of slots for big images; a request that finds none free is refused.
+class AdmissionRefused(Exception):
+    """No slot for a big image: the queue is full, or the wait ran out (503 + Retry-After)."""
 
-    Refusing at once (503 with ``Retry-After``) rather than queueing keeps memory bounded
-    by ``slots`` big images in flight whatever the traffic, and tells the client when to
-    come back instead of holding its connection.
+
+class Admission:
+    """A fixed number of slots for big images, and a bounded queue of requests waiting for one.
+
+    A request that finds every slot taken waits, in arrival order, for up to
+    ``queue_timeout`` seconds; when ``queue_size`` requests already wait, or the wait runs
+    out, it is refused (503 with ``Retry-After``). Memory stays bounded: at most ``slots``
+    big images are decoded at once, and a waiting request holds only its upload (at most
+    the upload limit). ``queue_size=0`` refuses at once whenever the slots are busy.
+
+    Slots are released from worker threads (the callback of the job's future), so the
+    state is guarded by a lock and waiters are woken on their own event loop.
 
     Args:
         slots: Big images processed at the same time.
+        queue_size: Requests that may wait for a slot.
+        queue_timeout: Seconds a request waits for a slot at most.
         retry_after: Seconds suggested to refused clients.
     """
 
-    def __init__(self, slots: int, retry_after: int = 5) -> None:
-        self.slots = slots
+    def __init__(
+        self, slots: int, queue_size: int = 0, queue_timeout: float = 60.0, retry_after: int = 5
+    ) -> None:
+        self.slots = max(1, slots)
+        self.queue_size = max(0, queue_size)
+        self.queue_timeout = queue_timeout
         self.retry_after = retry_after
-        self._free = threading.BoundedSemaphore(max(1, slots))
+        self._free = self.slots
+        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = (
+            collections.deque()
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot now."""
+        return len(self._waiters)
 
     def try_acquire(self) -> bool:
-        """Take a slot if one is free, without waiting."""
-        return self._free.acquire(blocking=False)
+        """Take a slot if one is free and nobody waits for it, without waiting."""
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return True
+            return False
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in the queue if need be.
+
+        Raises:
+            AdmissionRefused: the queue is full, or no slot came within ``queue_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return
+            if len(self._waiters) >= self.queue_size:
+                raise AdmissionRefused(f"{self.queue_size} already waiting")
+            entry = (loop, loop.create_future())
+            self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(entry[1]), self.queue_timeout)
+        except BaseException as e:  # timed out, or the request was cancelled
+            with self._lock:
+                queued = entry in self._waiters
+                if queued:
+                    self._waiters.remove(entry)
+            if not queued:  # the slot was handed over just now: give it back
+                self.release()
+            if isinstance(e, TimeoutError):
+                raise AdmissionRefused(f"no slot within {self.queue_timeout:g} s") from None
+            raise
 
     def release(self) -> None:
-        self._free.release()
+        """Give a slot back: to the longest waiter if any, else to the free pool."""
+        with self._lock:
+            while self._waiters:
+                loop, future = self._waiters.popleft()
+                if not loop.is_closed():  # else its server is gone: try the next one
+                    loop.call_soon_threadsafe(_grant, future)
+                    return
+            self._free += 1
+
+
+def _grant(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

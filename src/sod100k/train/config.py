@@ -9,7 +9,9 @@ from typing import Any
 
 from sod100k.data.dataset import AUGMENTATIONS
 from sod100k.models.config import ConfigError
+from sod100k.train.init import BN_INITS
 from sod100k.train.recipes import recipe
+from sod100k.train.sparsity import SPARSITY
 from sod100k.train.step import LAYOUTS
 
 #: Which DWD gammas get the plain weight decay too (see :class:`TrainConfig`).
@@ -36,6 +38,13 @@ class TrainConfig:
     runs the data through the net in train mode without any parameter update, so only
     BatchNorm running statistics change (what the reference finetune.py does in effect).
 
+    ``sparsity`` is the penalty on the backbone's BN gammas: ``"dwd"`` (dynamic weight
+    decay, the recipe), ``"l1"`` (network slimming, ``l1_strength * sum |gamma|``) or
+    ``"none"``; under ``"l1"`` the penalised gammas get no plain weight decay.
+    ``bn_init`` is how a net trained from scratch starts its BatchNorm gammas:
+    ``"uniform"`` (U(0, 1), seeded: PyTorch 1.0, the reference) or ``"ones"``; a net
+    started from ``init`` keeps its own.
+
     ``memory_format`` is ``"auto"`` (NHWC on CPU, where oneDNN convolutions run faster
     in it), ``"channels_last"`` or ``"contiguous"``; ``compile`` builds the step's loss
     with ``torch.compile``. ``checkpoint_activations`` keeps only each block's input for
@@ -57,7 +66,9 @@ class TrainConfig:
     milestones: tuple[int, ...] = (200, 250)
     lr_gamma: float = 0.1
     size: int = 224
-    dwd: bool = True
+    sparsity: str = "dwd"
+    l1_strength: float = 1e-4
+    bn_init: str = "ones"
     dwd_coefficient: float = 3.0
     dwd_expand: float = 1.0
     workers: int = 2
@@ -95,15 +106,38 @@ class TrainConfig:
                 f"gamma_weight_decay must be one of {GAMMA_WEIGHT_DECAY}, "
                 f"got {self.gamma_weight_decay!r}"
             )
-        if self.lr <= 0 or self.weight_decay < 0 or self.dwd_coefficient < 0:
-            raise ConfigError("lr must be positive, weight_decay and dwd_coefficient >= 0")
+        if self.sparsity not in SPARSITY:
+            raise ConfigError(f"sparsity must be one of {SPARSITY}, got {self.sparsity!r}")
+        if self.bn_init not in BN_INITS:
+            raise ConfigError(f"bn_init must be one of {BN_INITS}, got {self.bn_init!r}")
+        if self.lr <= 0 or min(self.weight_decay, self.dwd_coefficient, self.l1_strength) < 0:
+            raise ConfigError(
+                "lr must be positive, weight_decay, dwd_coefficient and l1_strength >= 0"
+            )
         if self.memory_format not in LAYOUTS:
             raise ConfigError(f"memory_format must be one of {LAYOUTS}, got {self.memory_format!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
+    @property
+    def dwd(self) -> bool:
+        """Whether dynamic weight decay is on (``sparsity == "dwd"``)."""
+        return self.sparsity == "dwd"
+
 
 FIELDS = {f.name for f in fields(TrainConfig)}
+#: ``dwd = true|false`` (before ``sparsity``): still read from TOML files and the
+#: training options saved in older checkpoints.
+LEGACY_FIELDS = {"dwd"}
+
+
+def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """``dwd = b`` -> ``sparsity = "dwd" | "none"`` (unless ``sparsity`` is given too)."""
+    values = dict(values)
+    dwd = values.pop("dwd", None)
+    if dwd is not None and values.get("sparsity") is None:
+        values["sparsity"] = "dwd" if dwd else "none"
+    return values
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -113,7 +147,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             values = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: cannot read training config: {e}") from e
-    unknown = sorted(set(values) - FIELDS)
+    unknown = sorted(set(values) - FIELDS - LEGACY_FIELDS)
     if unknown:
         raise ConfigError(f"{path}: unknown training option(s): {', '.join(unknown)}")
     return values
@@ -125,8 +159,8 @@ def build_config(
     """Recipe of ``arch`` <- TOML ``file`` <- ``overrides`` (``None`` values are ignored)."""
     values: dict[str, Any] = recipe(arch, finetune, bool(overrides.get("bn_recalibrate")))
     if file is not None:
-        values.update(read_toml(file))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(_upgrade(read_toml(file)))
+    values.update({k: v for k, v in _upgrade(overrides).items() if v is not None})
     for key in ("betas", "milestones"):
         values[key] = tuple(values[key])
     try:

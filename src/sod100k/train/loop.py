@@ -12,7 +12,6 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import py_sod_metrics
@@ -30,9 +29,10 @@ from sod100k.models import registry
 from sod100k.models.config import ConfigError
 from sod100k.models.csnet import CSNet
 from sod100k.train.config import TrainConfig
-from sod100k.train.dwd import DynamicWeightDecay
+from sod100k.train.init import init_batchnorm
 from sod100k.train.memory import enable_activation_checkpointing, peak_rss_bytes
 from sod100k.train.metrics_log import MetricsLog
+from sod100k.train.sparsity import SparsityPenalty, build_sparsity, optimizer_groups
 from sod100k.train.step import StepLoss, bce_loss, use_channels_last
 from sod100k.utils.malloc import keep_freed_memory
 
@@ -73,7 +73,7 @@ class Trainer:
         if cfg.checkpoint_activations:
             enable_activation_checkpointing(self.model)
         self._set_train_mode()
-        self.dwd = self._build_dwd()
+        self.sparsity = self._build_sparsity()
         self.optimizer = self._build_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.start_epoch, self.best_mae = 0, float("inf")
@@ -85,7 +85,7 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.step_loss = StepLoss(
             self.net,
-            self.dwd,
+            self.sparsity,
             cfg.loss_reduction,
             channels_last=self.channels_last,
             compile=cfg.compile,
@@ -100,11 +100,11 @@ class Trainer:
         return self.rank == 0
 
     def _build_model(self) -> nn.Module:
-        model = (
-            load_model(weights=self.cfg.init)
-            if self.cfg.init
-            else registry.create_model(self.cfg.model)
-        )
+        if self.cfg.init:
+            model = load_model(weights=self.cfg.init)
+        else:
+            model = registry.create_model(self.cfg.model)
+            init_batchnorm(model, self.cfg.bn_init, self.cfg.seed)
         backbone = getattr(model, "backbone", None)
         pretrainable = hasattr(backbone, "load_pretrained")
         if self.cfg.backbone_weights:
@@ -121,15 +121,19 @@ class Trainer:
             )
         return model
 
-    def _build_dwd(self) -> DynamicWeightDecay | None:
-        if not self.cfg.dwd:
-            return None
-        if not isinstance(self.model, CSNet):
+    def _build_sparsity(self) -> SparsityPenalty | None:
+        if self.cfg.sparsity != "none" and not isinstance(self.model, CSNet):
             raise ConfigError(
-                f"dynamic weight decay needs a CSNet, not {registry.arch_of(self.model)}; "
-                "turn it off with --no-dwd"
+                f"--sparsity {self.cfg.sparsity} needs a CSNet, not "
+                f"{registry.arch_of(self.model)}; turn it off with --sparsity none"
             )
-        return DynamicWeightDecay(self.model, self.cfg.dwd_coefficient, self.cfg.dwd_expand)
+        return build_sparsity(
+            self.model,
+            self.cfg.sparsity,
+            dwd_coefficient=self.cfg.dwd_coefficient,
+            dwd_expand=self.cfg.dwd_expand,
+            l1_strength=self.cfg.l1_strength,
+        )
 
     def _set_train_mode(self) -> None:
         """Train mode, but with ``frozen_bn`` every BatchNorm keeps its running stats."""
@@ -139,33 +143,15 @@ class Trainer:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def _no_plain_decay(self) -> set[int]:
-        """Ids of the DWD gammas exempt from plain weight decay.
-
-        ``gamma_weight_decay = "reference"``: as the reference train.py builds its groups
-        (it tests ``'conv3x3_1.bns'`` twice), only the expand and first depthwise gammas;
-        the second depthwise gammas get weight decay on top of DWD. ``"exempt"``: all.
-        """
-        if not self.dwd:
-            return set()
-        if self.cfg.gamma_weight_decay == "exempt":
-            return {id(p) for p in self.dwd.gammas()}
-        return {
-            id(norm.weight)
-            for block in self.model.blocks()
-            for unit in (block.expand, block.dw1)
-            for norm in unit.norms.values()
-        }
-
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        """Adam over the trainable parameters, in two weight-decay groups."""
-        exempt = self._no_plain_decay()
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        plain = [p for p in trainable if id(p) not in exempt]
-        groups: list[dict[str, Any]] = [{"params": plain, "weight_decay": self.cfg.weight_decay}]
-        if exempt:
-            gammas = [p for p in trainable if id(p) in exempt]
-            groups.append({"params": gammas, "weight_decay": 0.0})
+        """Adam over the trainable parameters, in the recipe's weight-decay groups."""
+        groups = optimizer_groups(
+            self.model,
+            self.cfg.sparsity,
+            self.sparsity,
+            self.cfg.weight_decay,
+            self.cfg.gamma_weight_decay,
+        )
         return torch.optim.Adam(groups, lr=self.cfg.lr, betas=self.cfg.betas)
 
     def _val_set(self) -> Subset | SaliencyDataset | None:
@@ -334,7 +320,7 @@ class Trainer:
     def close(self) -> None:
         if self.metrics:
             self.metrics.close()
-        if self.dwd:
-            self.dwd.remove()
+        if self.sparsity:
+            self.sparsity.remove()
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -437,3 +437,136 @@ def _copy_head(
     _copy_cbr(nh.merge, oh.merge, merge_keep)
     new.classifier.weight.copy_(old.classifier.weight[:, m_out])
     new.classifier.bias.copy_(old.classifier.bias)
+
+
+# ----------------------------------------------------------------------------- thresholds
+#: The smallest positive float32 (a subnormal): exact zeros count as this on a log scale.
+TINIEST = 1.4e-45
+
+
+def expand_gammas(model: CSNet) -> Tensor:
+    """|gamma| of every backbone channel's expand BN: what decides if the channel stays."""
+    return torch.cat(
+        [
+            n.weight.detach().abs().flatten().cpu()
+            for b in model.blocks()
+            for n in b.expand.norms.values()
+        ]
+    )
+
+
+def _deciding_gammas(model: CSNet) -> Tensor:
+    """|gamma| of every BN whose value can decide a channel: expand and the head's."""
+    head = model.head
+    norms = [n for n in head.fuse.norms.values()]
+    norms += [ms.norm for ms in head.multiscale.values()] + list(head.merge.norms.values())
+    rest = [n.weight.detach().abs().flatten().cpu() for n in norms]
+    return torch.cat([expand_gammas(model), *rest])
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The widest empty interval of log10 |gamma| over the expand gammas.
+
+    ``lower`` and ``upper`` are the gammas on either side (``lower`` is the largest
+    gamma below the gap); ``threshold`` is their geometric mean; ``below`` counts the
+    expand gammas under it.
+    """
+
+    lower: float
+    upper: float
+    threshold: float
+    below: int
+    total: int
+
+    @property
+    def decades(self) -> float:
+        """Width of the gap in decades (log10 units)."""
+        return float(torch.log10(torch.tensor(self.upper / max(self.lower, TINIEST))))
+
+
+def natural_gap(model: CSNet) -> Gap:
+    """Where the net says to cut: the widest empty log10 interval of its expand gammas.
+
+    Exact zeros count as :data:`TINIEST` (the smallest positive float32).
+
+    Raises:
+        PruneError: fewer than two distinct expand gammas (there is no interval).
+    """
+    gammas = expand_gammas(model).double()
+    logs = torch.unique(torch.log10(gammas.clamp_min(TINIEST)))
+    if len(logs) < 2:
+        raise PruneError("the expand gammas take fewer than two values: there is no gap")
+    widths = logs[1:] - logs[:-1]
+    i = int(torch.argmax(widths))
+    lower, upper = float(10 ** logs[i]), float(10 ** logs[i + 1])
+    threshold = float(10 ** ((logs[i] + logs[i + 1]) / 2))
+    below = int((gammas.clamp_min(TINIEST) < threshold).sum())
+    return Gap(lower, upper, threshold, below, len(gammas))
+
+
+@dataclass(frozen=True)
+class BudgetCut:
+    """The pruned net for a parameter budget, its threshold and whether it meets it."""
+
+    result: PruneResult
+    threshold: float
+    met: bool
+
+
+def prune_to_budget(model: CSNet, remove: float, fold: str = DEFAULT_FOLD) -> BudgetCut:
+    """Prune away at least the share ``remove`` of the parameters, with the smallest
+    |gamma| threshold that does it.
+
+    The candidate thresholds are the values of the gammas that decide a channel (expand
+    and head BNs); a threshold removes every smaller |gamma| (binary search, parameter
+    count falling with the threshold). A threshold that would empty a whole unit
+    (``PruneError``) is unusable, and so is every higher one. When every threshold that
+    meets the budget is unusable, the budget cannot be met with the reference rule: the
+    deepest usable cut is returned instead, with ``met`` false.
+
+    Args:
+        model: a trained CSNet (left unchanged).
+        remove: the share of parameters to remove, in [0, 1).
+        fold: as in :func:`prune_model`.
+
+    Raises:
+        ValueError: ``remove`` outside [0, 1).
+        PruneError: no threshold at all leaves every unit a channel.
+    """
+    from sod100k.models.flops import count_params
+
+    if not 0.0 <= remove < 1.0:
+        raise ValueError(f"the share of parameters to remove must be in [0, 1), got {remove}")
+    target = (1.0 - remove) * count_params(model)
+    candidates = [*torch.unique(_deciding_gammas(model)).tolist(), float("inf")]
+
+    def attempt(index: int) -> PruneResult | None:
+        try:
+            return prune_model(model, candidates[index], fold=fold)
+        except PruneError:
+            return None
+
+    lo, hi, best = 0, len(candidates) - 1, None
+    while lo <= hi:  # the smallest usable threshold that meets the budget
+        mid = (lo + hi) // 2
+        got = attempt(mid)
+        if got is None or count_params(got.model) <= target:
+            if got is not None:
+                best = (got, candidates[mid])
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    if best is not None:
+        return BudgetCut(best[0], best[1], True)
+    lo, hi, deepest = 0, len(candidates) - 1, None
+    while lo <= hi:  # the largest usable threshold
+        mid = (lo + hi) // 2
+        got = attempt(mid)
+        if got is None:
+            hi = mid - 1
+        else:
+            deepest, lo = (got, candidates[mid]), mid + 1
+    if deepest is None:
+        raise PruneError("every threshold empties a unit; nothing can be pruned")
+    return BudgetCut(deepest[0], deepest[1], False)

@@ -16,8 +16,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "milestones": (200, 250),
         "lr_gamma": 0.1,
         "size": 224,
-        "dwd": True,
+        "sparsity": "dwd",
         "dwd_coefficient": 3.0,
+        # PyTorch 1.0's BatchNorm (the authors' framework) drew gamma from U(0, 1).
+        "bn_init": "uniform",
         # The reference's published training config (CSNet_training/configs/
         # csnet-L-x2_train.yml) sets AUTO.FLOPS.EXPAND 1.0, i.e. every f_k = 1; the hook's
         # built-in fallback (used when a config leaves it at -1) is 2.
@@ -44,7 +46,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "augment": "flip",
         "loss_reduction": "sum",
         "frozen_bn": True,
-        "dwd": False,
+        "sparsity": "none",
         "reset_optimizer": True,
     },
 }
@@ -54,13 +56,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 #: SOLVER.FINETUNE, which only its train.py reads), 150 epochs. The reference finetune.py
 #: in effect only recalibrates BN statistics: see BN_RECALIBRATE.
 FINETUNE: dict[str, dict[str, Any]] = {
-    "csnet": {"epochs": 150, "milestones": (50, 100), "dwd": False},
+    "csnet": {"epochs": 150, "milestones": (50, 100), "sparsity": "none"},
 }
 
 #: What the reference finetune.py does in effect (its Adam holds the unpruned net's
 #: parameters, so the pruned net only sees forward passes in train mode): 20 epochs
 #: (FINETUNE.SOLVER) in which only BatchNorm running statistics change.
-BN_RECALIBRATE: dict[str, Any] = {"epochs": 20, "dwd": False, "bn_recalibrate": True}
+BN_RECALIBRATE: dict[str, Any] = {"epochs": 20, "sparsity": "none", "bn_recalibrate": True}
 
 
 def recipe(arch: str, finetune: bool = False, recalibrate: bool = False) -> dict[str, Any]:

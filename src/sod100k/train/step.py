@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sod100k.train.dwd import DynamicWeightDecay
+from sod100k.train.sparsity import SparsityPenalty
 
 LAYOUTS = ("auto", "channels_last", "contiguous")
 
@@ -45,7 +45,7 @@ class StepLoss:
 
     Args:
         model: the network (moved to NHWC in place when ``channels_last``).
-        dwd: the dynamic weight decay of ``model``, or ``None``.
+        dwd: the penalty on ``model``'s gammas (dynamic weight decay or L1), or ``None``.
         reduction: ``"mean"`` or ``"sum"`` (see :func:`bce_loss`).
         channels_last: run weights and batch in the NHWC memory layout.
         compile: build the loss with ``torch.compile`` (the first call compiles: minutes
@@ -57,7 +57,7 @@ class StepLoss:
     def __init__(
         self,
         model: nn.Module,
-        dwd: DynamicWeightDecay | None = None,
+        dwd: SparsityPenalty | None = None,
         reduction: str = "mean",
         channels_last: bool = False,
         compile: bool = False,

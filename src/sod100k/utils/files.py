@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import IO
 
 
+def sod100k_home() -> Path:
+    """``$SOD100K_HOME``, or ``~/.cache/sod100k``: where weights are looked up and caches
+    kept."""
+    return Path(os.environ.get("SOD100K_HOME") or Path.home() / ".cache" / "sod100k")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it over ``path``.
