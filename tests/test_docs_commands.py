@@ -47,10 +47,18 @@ STATE = re.compile(r"^(\w+=\S*|export \w+=.*|source \S+|\. \S+)$")
 
 #: Commands not run, with the reason and the tests that cover them instead.
 SKIP = {
-    r"^(torchrun .*-m )?sod100k (train|finetune)\b": "trains for hours; tests/test_train*.py "
-    "train on tiny data",
-    r"^sod100k prune runs/": "prunes the run of a skipped train command; tests/test_prune.py",
-    r"^sod100k serve\b": "serves until stopped; tests/test_server_live.py starts it",
+    r"^(torchrun .*-m )?(\S*/)?sod100k (train|finetune)\b": "trains for hours; "
+    "tests/test_train*.py train on tiny data",
+    r"^(\S*/)?sod100k prune runs/": "prunes the run of a skipped train command; "
+    "tests/test_prune.py",
+    r"^(\S*/)?sod100k serve\b": "serves until stopped; tests/test_server_live.py and "
+    "tests/test_ray_cluster.py start it",
+    r"\s--ray\b": "starts or joins a Ray cluster (--ray auto: the one 'ray start' started; "
+    "an address; s3:// URIs); tests/test_ray_batch.py and tests/test_ray_cluster.py run "
+    "these forms on clusters of their own",
+    r"^SOD100K_WEB_RUNTIME=\$PWD/node_modules/": "needs the download of the line before it "
+    "(npm install onnxruntime-web); tests/test_web_export.py points SOD100K_WEB_RUNTIME "
+    "at a runtime",
 }
 
 #: Environment of the pages whose examples say they take the weights from it.
@@ -120,7 +128,12 @@ def _split_block(document: str, start: int, lines: list[str]) -> list[Command]:
             state.append(text)
         else:
             commands.append(Command(document, first, text, tuple(state)))
-    return [c for c in commands if SOD100K.search(c.text)]
+    return [c for c in commands if SOD100K.search(_without_comment(c.text))]
+
+
+def _without_comment(text: str) -> str:
+    """``text`` without a trailing ``# comment`` (which may mention sod100k)."""
+    return re.sub(r"(^|\s)#.*$", "", text)
 
 
 def skip_reason(command: Command) -> str | None:

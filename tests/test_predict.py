@@ -145,7 +145,7 @@ def test_missing_weights_are_explained_in_python_words(tmp_path, no_default_weig
     assert isinstance(e.value, FileNotFoundError)
 
 
-@pytest.mark.parametrize("command", ["predict", "export", "serve", "benchmark"])
+@pytest.mark.parametrize("command", ["predict", "export", "serve", "benchmark", "predict --ray"])
 def test_missing_weights_are_explained_in_command_line_words(
     tmp_path, no_default_weights, capsys, command
 ):
@@ -154,9 +154,10 @@ def test_missing_weights_are_explained_in_command_line_words(
         "export": ["--out", str(tmp_path / "m.onnx")],
         "serve": ["--port", "8765"],
         "benchmark": ["--dataset", f"X={tmp_path}:{tmp_path}"],
+        "predict --ray": [str(tmp_path), "-o", str(tmp_path / "o"), "--ray", "local"],
     }[command]
     Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
-    assert main([command, *args]) == 2
+    assert main([command.split()[0], *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert f"none found at {no_default_weights}; give --weights PATH" in err

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from sod100k.cli.common import CLIError, Failures, batch_size, positive
+from sod100k.cli.common import CLIError, Failures, batch_size, model_and_weights, positive
 from sod100k.infer.batch import Renderer
 from sod100k.infer.inputs import STDIO, Job
 
@@ -163,10 +163,9 @@ def run_items(items: list[tuple[str, str, str]], args: argparse.Namespace, rende
     from sod100k.distributed.cluster import ClusterError, connect
     from sod100k.distributed.model import ModelSpec
 
+    model, weights = model_and_weights(args)  # missing weights: the command line's words
     try:
-        spec = ModelSpec.load(
-            args.model, args.weights, args.backend, args.size, args.precision, args.device
-        )
+        spec = ModelSpec.load(model, weights, args.backend, args.size, args.precision, args.device)
         connect(args.ray or None, quiet=args.verbose == 0)
         actors, cpus = plan_pool(args.ray_actors, args.ray_cpus_per_actor)
     except (RayMissingError, ClusterError, ValueError) as e:

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from sod100k.cli.common import CLIError, positive
+from sod100k.cli.common import CLIError, model_and_weights, positive
 from sod100k.cli.ray_predict import ray_group
 
 
@@ -85,9 +85,8 @@ def run(args: argparse.Namespace) -> int:
     stopped_by: list[int] = []
     try:
         address = check_address(args.ray or None)
-        spec = ModelSpec.load(
-            args.model, args.weights, args.backend, args.size, args.precision, args.device
-        )
+        model, weights = model_and_weights(args)  # missing weights: the command line's words
+        spec = ModelSpec.load(model, weights, args.backend, args.size, args.precision, args.device)
         connect(address, quiet=args.verbose == 0)
         # From here on both signals set a flag the main thread polls (ray.init may have
         # replaced Python's SIGINT handler, a backgrounded process may have inherited
