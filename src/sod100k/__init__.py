@@ -13,11 +13,20 @@ The top level holds what most programs need:
   [`list_presets`][sod100k.models.registry.list_presets] and
   [`LayerConfig`][sod100k.models.config.LayerConfig]: build networks by preset name or
   from explicit widths.
+
+``import sod100k`` does not import torch: ``load_model`` and ``save_model`` (and the
+networks) import it on first use, so a program that runs a cached graph with OpenVINO
+or ONNX Runtime starts without it (:mod:`sod100k.utils.lazy`).
 """
 
+from typing import TYPE_CHECKING
+
 from sod100k.api import overlay, predict, remove_background, saliency
-from sod100k.checkpoints.loading import load_model, save_model
 from sod100k.models import LayerConfig, create_model, list_presets
+from sod100k.utils.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from sod100k.checkpoints.loading import load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -33,3 +42,8 @@ __all__ = [
     "saliency",
     "save_model",
 ]
+
+__getattr__ = lazy_attributes(
+    __name__,
+    {"load_model": "sod100k.checkpoints.loading", "save_model": "sod100k.checkpoints.loading"},
+)

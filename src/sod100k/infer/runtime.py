@@ -1,4 +1,9 @@
-"""Backend selection by name: ``torch`` (eager), ``torch-fused``, ``onnx``, ``openvino``."""
+"""Backend selection by name: ``torch`` (eager), ``torch-fused``, ``onnx``, ``openvino``.
+
+torch is imported only where a network is built (the torch backends, or an ONNX export
+that the graph cache does not hold yet): ``onnx`` and ``openvino`` with a cached graph
+start without it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-import torch
-
-from sod100k.checkpoints.loading import load_model, resolve_weights
+from sod100k.checkpoints.locate import resolve_weights
 from sod100k.infer.backends import Backend, OnnxBackend, OpenVinoBackend, TorchBackend
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ def exported_graph(model: str | None, weights: str | None) -> tuple[str | None, 
         if cached is not None:
             log.info("ONNX graph of %s from the cache", weights)
             return cached
+    from sod100k.checkpoints.loading import load_model
     from sod100k.infer.onnx_export import export_bytes
 
     log.info("exporting %s to ONNX in memory", weights or model)
@@ -137,6 +141,10 @@ def make_backend(
     if precision == "int8" and calibration is None:
         raise ValueError("--precision int8 needs --calibration DIR (training images)")
     if name in ("torch", "torch-fused"):
+        import torch
+
+        from sod100k.checkpoints.loading import load_model
+
         if threads:
             torch.set_num_threads(threads)
         net = load_model(model, weights, device=device)
