@@ -40,6 +40,22 @@ def resolve_backend(name: str, device: str = "cpu") -> str:
     return "torch"
 
 
+def serving_threads(backend: str, streams: int) -> int:
+    """The ``threads`` to build ``backend`` with so that ``streams`` calls run at once,
+    each on one thread of its own (the server: its request threads give the parallelism).
+
+    OpenVINO's thread count is the total that its streams share, so it needs one per
+    stream (a total of 1 would compile a single stream, and concurrent calls would queue
+    inside the network); OpenVINO caps both at the CPU's cores. ONNX Runtime and torch
+    give each call the threads, so one.
+
+    Args:
+        backend: the resolved backend name (``openvino``, ``onnx``, ``torch``, ...).
+        streams: calls to run at once.
+    """
+    return max(1, streams) if backend == "openvino" else 1
+
+
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux lists them in ``/proc/cpuinfo`` (empty elsewhere)."""
     try:
