@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from sod100k.infer import graph_cache, runtime
+from sod100k.checkpoints import loading
+from sod100k.infer import graph_cache
 from sod100k.infer.runtime import make_backend
 
 X = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
@@ -23,13 +24,13 @@ def cache(tmp_path, monkeypatch):
 def exports(monkeypatch) -> list[str]:
     """Records every real export (a cache miss)."""
     calls: list[str] = []
-    real = runtime.load_model
+    real = loading.load_model
 
     def counting(model, weights, *args, **kwargs):
         calls.append(str(weights))
         return real(model, weights, *args, **kwargs)
 
-    monkeypatch.setattr(runtime, "load_model", counting)
+    monkeypatch.setattr(loading, "load_model", counting)  # runtime imports it when exporting
     return calls
 
 

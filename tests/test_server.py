@@ -183,3 +183,27 @@ def test_large_images_wait_for_a_slot_then_get_503_when_the_wait_runs_out(predic
         finally:
             app.state.admission.release()
         assert _post(c, "/v1/cutout", "big.png", big).status_code == 200
+
+
+@pytest.mark.parametrize(("workers", "large_slots"), [(1, 1), (2, 1)])
+def test_serve_compiles_one_openvino_stream_per_request_thread(
+    weights_x1, workers, large_slots
+) -> None:
+    """OpenVINO's thread count is the total its streams share: ``serve`` asks for one
+    thread per stream, so concurrent requests run side by side instead of queueing in
+    one stream. OpenVINO runs at most one stream per core."""
+    import os
+
+    from sod100k.cli import build_parser
+    from sod100k.cli.serve import serving_backend
+    from sod100k.infer.backends import concurrency
+
+    argv = ["serve", "-w", str(weights_x1), "--backend", "openvino"]
+    argv += ["--workers", str(workers), "--large-slots", str(large_slots)]
+    backend, _, _ = serving_backend(build_parser("serve").parse_args(argv))
+    shape = (1, 3, 64, 64)
+    compiled = backend._compiled_for(shape)
+    expected = min(workers + large_slots, os.cpu_count() or 1)
+    assert int(compiled.get_property("NUM_STREAMS")) == expected
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == expected
+    assert concurrency(backend, shape) == expected

@@ -9,61 +9,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from sod100k.checkpoints.errors import CHECKPOINT_FORMS, CheckpointError
+from sod100k.checkpoints.errors import CheckpointError
+from sod100k.checkpoints.locate import resolve_weights  # also imported from here
 from sod100k.checkpoints.native import read_checkpoint, save_checkpoint
-from sod100k.checkpoints.reference import find_reference_files, load_reference
+from sod100k.checkpoints.reference import load_reference
 from sod100k.models import registry
 from sod100k.models.config import ConfigError, LayerConfig, wider_than
-from sod100k.utils.sniff import describe_folder
 
 log = logging.getLogger(__name__)
-
-#: Files a training run folder holds, in order of preference.
-RUN_CHECKPOINTS = ("best.pt", "last.pt")
-
-
-def resolve_weights(weights: str | Path) -> tuple[str, Path, Path | None]:
-    """Find the checkpoint file(s) that ``weights`` names and say which format they are.
-
-    Args:
-        weights: A released checkpoint folder (``.pth.tar`` + ``.bin``), a ``.pth.tar``
-            file with its ``.bin`` beside it, one of our checkpoint files, or a training
-            run folder (``best.pt``, else ``last.pt``).
-
-    Returns:
-        ``("native", file, None)`` or ``("reference", pth, bin)``.
-
-    Raises:
-        CheckpointError: Nothing usable is there; the message names the path.
-    """
-    path = Path(weights).expanduser()
-    if path.is_dir():
-        pair = find_reference_files(path)
-        if pair is not None:
-            return "reference", pair[0], pair[1]
-        for name in RUN_CHECKPOINTS:
-            if (path / name).is_file():
-                return "native", path / name, None
-        raise CheckpointError(
-            f"{path}: a folder without NAME.pth.tar + NAME.bin, best.pt or last.pt "
-            f"({describe_folder(path)}); {CHECKPOINT_FORMS}"
-        )
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file or folder; {CHECKPOINT_FORMS}")
-    if path.name.endswith((".pth.tar", ".pth")):
-        bins = sorted(path.parent.glob("*.bin"))
-        stem = path.name.removesuffix(".tar").removesuffix(".pth")
-        bin_path = path.parent / f"{stem}.bin"
-        if bin_path.exists() or bins:
-            return "reference", path, bin_path if bin_path.exists() else bins[0]
-    return "native", path, None
 
 
 def load_weights(weights: str | Path) -> tuple[str, Any, dict[str, torch.Tensor], dict]:
     """Read a checkpoint without building the network.
 
     Args:
-        weights: Anything [`resolve_weights`][sod100k.checkpoints.loading.resolve_weights]
+        weights: Anything [`resolve_weights`][sod100k.checkpoints.locate.resolve_weights]
             accepts.
 
     Returns:

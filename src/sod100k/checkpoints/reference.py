@@ -158,28 +158,6 @@ def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {convert_key(k): v for k, v in state.items()}
 
 
-def find_reference_files(folder: Path) -> tuple[Path, Path] | None:
-    """Find a released checkpoint's two files in a folder.
-
-    Args:
-        folder: The folder to look in.
-
-    Returns:
-        The ``(.pth.tar, .bin)`` pair (same stem preferred), or ``None`` if the folder
-        holds no such pair.
-    """
-    tars = sorted(folder.glob("*.pth.tar")) + sorted(folder.glob("*.pth"))
-    bins = sorted(folder.glob("*.bin"))
-    if not tars or not bins:
-        return None
-    for tar in tars:
-        stem = tar.name.removesuffix(".tar").removesuffix(".pth")
-        match = folder / f"{stem}.bin"
-        if match.exists():
-            return tar, match
-    return tars[0], bins[0]
-
-
 def load_reference(pth: str | Path, bin_path: str | Path) -> tuple[LayerConfig, dict, dict]:
     """Load a released reference checkpoint.
 

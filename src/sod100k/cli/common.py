@@ -107,12 +107,13 @@ def positive(name: str, value: int) -> int:
 
 
 def check_device(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {device}: CUDA is not available on this machine")
     if not (device == "cpu" or device.startswith("cuda")):
         raise CLIError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        import torch  # only CUDA needs it: the CPU backends may run without torch
+
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {device}: CUDA is not available on this machine")
     return device
 
 

@@ -21,9 +21,10 @@ from sod100k.cli.common import (
     positive,
 )
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
-from sod100k.infer.runtime import BACKENDS
+from sod100k.infer.runtime import BACKENDS, resolve_backend, serving_threads
 
 if TYPE_CHECKING:
+    from sod100k.infer.backends import Backend
     from sod100k.server.app import ServerSettings
 
 
@@ -124,11 +125,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.ray is not None:
         return ray_serve.run(args)
-    # Each request is one small image: parallelism comes from the request pools, so one
-    # thread per inference call avoids oversubscribing the cores.
-    backend, model, weights = backend_from_args(
-        args, threads=1, streams=args.workers + args.large_slots
-    )
+    backend, model, weights = serving_backend(args)
     settings = settings_from_args(args, model or str(weights))
     predictor = Predictor(backend, args.size)
     app = create_app(predictor, settings)
@@ -150,6 +147,23 @@ def run(args: argparse.Namespace) -> int:
         raise
     _exit_now_if_work_is_stuck()
     return 0
+
+
+def serving_backend(args: argparse.Namespace) -> tuple[Backend, str | None, str]:
+    """The backend of ``sod100k serve``: one stream per request thread (``--workers``
+    plus ``--large-slots``), each on one thread.
+
+    Each request is one small image: parallelism comes from the request pools, so one
+    thread per inference call avoids oversubscribing the cores, and OpenVINO gets as many
+    streams as there are request threads (up to the CPU's cores), so concurrent requests
+    do not queue inside the network.
+
+    Returns:
+        ``(backend, model, weights)`` as :func:`backend_from_args` resolves them.
+    """
+    streams = args.workers + args.large_slots
+    threads = serving_threads(resolve_backend(args.backend, args.device), streams)
+    return backend_from_args(args, threads=threads, streams=streams)
 
 
 def browser_model(model: str | None, weights: str) -> Callable[[], bytes]:

@@ -102,7 +102,8 @@ class ModelSpec:
         return export_bytes(load_model(self.model, self.weights))
 
     def backend_for(self, threads: int | None, streams: int = 1) -> Backend:
-        """Build the backend: ``threads`` per inference call (``None``: the runtime's
+        """Build the backend: ``threads`` as :func:`make_backend` takes them (OpenVINO:
+        the total its streams share; the others: per call; ``None``: the runtime's
         default), ``streams`` calls at once (OpenVINO)."""
         if self.graph is None:
             return make_backend(

@@ -66,12 +66,14 @@ def build_replica_app(spec: ModelSpec, settings: ServerSettings):
     in-browser mode gets the model's ONNX graph.
     """
     from sod100k.infer.predictor import Predictor
+    from sod100k.infer.runtime import serving_threads
     from sod100k.server import create_app
     from sod100k.server.web import add_browser_routes
 
     workers = actor_threads()
     settings = dataclasses.replace(settings, workers=workers)
-    backend = spec.backend_for(threads=1, streams=workers + settings.large_slots)
+    streams = workers + settings.large_slots
+    backend = spec.backend_for(serving_threads(spec.backend, streams), streams)
     predictor = Predictor(backend, spec.size)
     app = create_app(predictor, settings)
     add_browser_routes(app, spec.onnx_graph, settings.model_name, spec.size, predictor.quantization)

@@ -1,4 +1,8 @@
-"""Inference backends: something that maps a normalised NCHW float32 batch to logits."""
+"""Inference backends: something that maps a normalised NCHW float32 batch to logits.
+
+Only :class:`TorchBackend` needs torch, and it imports it when built: the ONNX Runtime
+and OpenVINO backends start without it (about a CPU-second saved at every start).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
 from sod100k.infer.graph_cache import openvino_cache_dir
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +47,19 @@ class TorchBackend:
     def __init__(
         self, model: nn.Module, device: str | torch.device = "cpu", name: str = "torch"
     ) -> None:
+        import torch
+
+        self._torch = torch
         self.name = name
         self.arch = getattr(model, "arch", None)  # picks the map quantisation
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
 
-    @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        return self.model(x)[:, 0].float().cpu().numpy()
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            return self.model(x)[:, 0].float().cpu().numpy()
 
 
 class OnnxBackend:

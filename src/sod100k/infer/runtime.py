@@ -1,4 +1,9 @@
-"""Backend selection by name: ``torch`` (eager), ``torch-fused``, ``onnx``, ``openvino``."""
+"""Backend selection by name: ``torch`` (eager), ``torch-fused``, ``onnx``, ``openvino``.
+
+torch is imported only where a network is built (the torch backends, or an ONNX export
+that the graph cache does not hold yet): ``onnx`` and ``openvino`` with a cached graph
+start without it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-import torch
-
-from sod100k.checkpoints.loading import load_model, resolve_weights
+from sod100k.checkpoints.locate import resolve_weights
 from sod100k.infer.backends import Backend, OnnxBackend, OpenVinoBackend, TorchBackend
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,22 @@ def resolve_backend(name: str, device: str = "cpu") -> str:
     if device == "cpu" and importlib.util.find_spec("openvino") is not None:
         return "openvino"
     return "torch"
+
+
+def serving_threads(backend: str, streams: int) -> int:
+    """The ``threads`` to build ``backend`` with so that ``streams`` calls run at once,
+    each on one thread of its own (the server: its request threads give the parallelism).
+
+    OpenVINO's thread count is the total that its streams share, so it needs one per
+    stream (a total of 1 would compile a single stream, and concurrent calls would queue
+    inside the network); OpenVINO caps both at the CPU's cores. ONNX Runtime and torch
+    give each call the threads, so one.
+
+    Args:
+        backend: the resolved backend name (``openvino``, ``onnx``, ``torch``, ...).
+        streams: calls to run at once.
+    """
+    return max(1, streams) if backend == "openvino" else 1
 
 
 def cpu_flags() -> frozenset[str]:
@@ -85,6 +104,7 @@ def exported_graph(model: str | None, weights: str | None) -> tuple[str | None, 
         if cached is not None:
             log.info("ONNX graph of %s from the cache", weights)
             return cached
+    from sod100k.checkpoints.loading import load_model
     from sod100k.infer.onnx_export import export_bytes
 
     log.info("exporting %s to ONNX in memory", weights or model)
@@ -137,6 +157,10 @@ def make_backend(
     if precision == "int8" and calibration is None:
         raise ValueError("--precision int8 needs --calibration DIR (training images)")
     if name in ("torch", "torch-fused"):
+        import torch
+
+        from sod100k.checkpoints.loading import load_model
+
         if threads:
             torch.set_num_threads(threads)
         net = load_model(model, weights, device=device)

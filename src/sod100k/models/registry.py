@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # the registry itself runs without torch; the networks it builds need it
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
 #: How many entries of a folder a description names.
@@ -116,6 +115,8 @@ def load_plain(path: str | Path) -> Any:
         UnreadableTorchFile: the file cannot be read as such, or holds other objects;
             the message says what the file is (it never suggests loading it unsafely).
     """
+    import torch  # here: describing files needs no torch (sod100k.checkpoints.locate)
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for files that are not its own
