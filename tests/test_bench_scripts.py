@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import precision
 import train_speed
@@ -100,3 +102,18 @@ def test_throughput_ratio_is_against_the_best_network_cell() -> None:
     assert s["ratio"] == round(61.0 / 70.0, 3) and s["video_mask_fps"] == 30.0
     text = throughput.tables(net, folder, [video], s)
     assert "61.0 / 70.0 images/s = **0.87**" in text and "**30.0 frames/s** (target >= 25)" in text
+
+
+def test_ray_scaling_rate_is_the_difference_of_two_whole_runs() -> None:
+    import ray_scaling
+
+    # 9 s paid once, then 50 images/s: T(N) = 9 + N / 50
+    row = ray_scaling.rate_row(500, [(19.0, 29.0), (19.4, 29.0)])
+    assert row["rates"] == pytest.approx([50.0, 500 / 9.6])
+    assert row["images_per_s"] == pytest.approx((50.0 + 500 / 9.6) / 2)
+    assert row["t_n_s"] == pytest.approx(19.2) and row["start_s"] == pytest.approx(9.4)
+    assert row["whole_run_per_s"] == 1000 / 29.0
+    assert ray_scaling.check(row, ceiling=65.0) == "ok"
+    assert ray_scaling.check(row, ceiling=50.0) == "rate above the network-only ceiling"
+    slower = ray_scaling.rate_row(500, [(10.0, 30.0)])  # 25/s, below the whole run's 33/s
+    assert ray_scaling.check(slower, ceiling=65.0) == "rate below the whole run's"

@@ -159,7 +159,7 @@ def run_jobs(jobs: list[Job], args: argparse.Namespace, render: Renderer):
 def run_items(items: list[tuple[str, str, str]], args: argparse.Namespace, render: Renderer):
     """Run ``(src, dst, name)`` items on the cluster (see :func:`run_jobs`)."""
     from sod100k.distributed import RayMissingError
-    from sod100k.distributed.batch import plan_pool, predict_files
+    from sod100k.distributed.batch import DEFAULT_ACTOR_STREAMS, plan_pool, predict_files
     from sod100k.distributed.cluster import ClusterError, connect
     from sod100k.distributed.model import ModelSpec
 
@@ -178,8 +178,9 @@ def run_items(items: list[tuple[str, str, str]], args: argparse.Namespace, rende
         render,
         actors=actors,
         cpus_per_actor=cpus,
-        batch_size=batch_size(args, streams=1),
+        batch_size=batch_size(args, DEFAULT_ACTOR_STREAMS),
         workers=args.workers,
+        streams=DEFAULT_ACTOR_STREAMS,
         progress=not args.quiet and len(items) > 1,
     )
     if report.removed_temporaries:

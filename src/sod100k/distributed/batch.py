@@ -38,6 +38,10 @@ from sod100k.infer.batch import Renderer, encode_image
 #: CPUs per actor by default: the two-core machine the local command is tuned on, so
 #: the network gets two threads and the decode/encode threads beside them keep it fed.
 DEFAULT_ACTOR_CPUS = 2
+#: Network calls at once in each actor of ``predict --ray``: ``None``, OpenVINO's
+#: throughput setting (one single-threaded stream per CPU of the actor), as ``sod100k
+#: predict`` runs folders (``benchmarks/ray_scaling.py`` measures it against 1).
+DEFAULT_ACTOR_STREAMS: int | None = None
 #: Rows per actor task at most: small enough for a steady progress bar and cheap
 #: re-runs after a lost actor, large enough that scheduling costs little per image.
 MAX_ROWS_PER_TASK = 64
@@ -60,6 +64,8 @@ class FileWorker:
 
     ``name`` is how messages name the input (as the user gave it); ``src`` and ``dst`` are
     absolute paths or URIs, since workers do not share the driver's working folder.
+    ``batch_size``, ``workers``, ``threads`` and ``streams`` are
+    :class:`~sod100k.distributed.predictor.SaliencyPredictor`'s.
     """
 
     def __init__(
@@ -69,9 +75,10 @@ class FileWorker:
         batch_size: int = 8,
         workers: int = 2,
         threads: int | None = None,
+        streams: int | None = 1,
     ) -> None:
         self.pipeline = ImagePipeline(
-            spec.predictor(threads or actor_threads()), batch_size, workers
+            spec.predictor(threads or actor_threads(), streams), batch_size, workers
         )
         self.render = render
 
@@ -130,6 +137,7 @@ def predict_files(
     cpus_per_actor: int,
     batch_size: int = 8,
     workers: int = 2,
+    streams: int | None = 1,
     progress: bool = True,
     on_row: Callable[[str, str], None] | None = None,
 ) -> RayReport:
@@ -145,6 +153,10 @@ def predict_files(
         cpus_per_actor: CPUs each actor holds (and its inference threads).
         batch_size: images per network call.
         workers: decode/encode threads per actor.
+        streams: network calls at once in each actor (OpenVINO): 1, the latency setting
+            (all the actor's threads in each call), or ``None``, the throughput setting
+            (one single-threaded stream per CPU of the actor; pair it with
+            ``batch_size=1``), as ``sod100k predict`` runs folders.
         progress: show a progress bar on standard error.
         on_row: called with ``(name, error)`` as each row comes back (``error`` is
             ``""`` for a written output), in the driver.
@@ -171,6 +183,7 @@ def predict_files(
             "render": render,
             "batch_size": batch_size,
             "workers": workers,
+            "streams": streams,
         },
         batch_size=per_task,
         batch_format="numpy",

@@ -104,7 +104,7 @@ class ModelSpec:
     def backend_for(self, threads: int | None, streams: int = 1) -> Backend:
         """Build the backend: ``threads`` as :func:`make_backend` takes them (OpenVINO:
         the total its streams share; the others: per call; ``None``: the runtime's
-        default), ``streams`` calls at once (OpenVINO)."""
+        default), ``streams`` calls at once (OpenVINO; ``None``: its throughput setting)."""
         if self.graph is None:
             return make_backend(
                 self.backend,
@@ -123,6 +123,7 @@ class ModelSpec:
         backend.arch = self.arch
         return backend
 
-    def predictor(self, threads: int | None) -> Predictor:
-        """The :class:`Predictor` for this spec, its backend on ``threads`` threads."""
-        return Predictor(self.backend_for(threads), self.size)
+    def predictor(self, threads: int | None, streams: int | None = 1) -> Predictor:
+        """The :class:`Predictor` for this spec, its backend on ``threads`` threads and
+        ``streams`` streams (:meth:`backend_for`)."""
+        return Predictor(self.backend_for(threads, streams), self.size)

@@ -11,6 +11,7 @@ same functions, so the maps are the same bytes.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 
 from sod100k.data.images import ImageError, load_rgb
 from sod100k.distributed.model import ModelSpec
+from sod100k.infer.backends import concurrency
 from sod100k.infer.batch import render_rgba
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.preprocess import preprocess
@@ -43,19 +45,27 @@ def actor_threads() -> int:
 class ImagePipeline:
     """Decode, run the network and finish a list of items, with threads around the network.
 
+    As many network calls run at once as the backend has streams (see :attr:`streams`),
+    as in ``sod100k predict``'s local pipeline.
+
     Args:
         predictor: the loaded model.
         batch_size: images per network call.
         workers: decode/finish threads.
     """
 
-    #: Chunks decoded ahead of the one the network runs (bounds memory on big batches).
+    #: Chunks decoded ahead of those the network runs (bounds memory on big batches).
     AHEAD = 2
 
     def __init__(self, predictor: Predictor, batch_size: int = 8, workers: int = 2) -> None:
         self.predictor = predictor
         self.batch_size = max(1, batch_size)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="sod-io")
+        size = predictor.size
+        #: Network calls in flight: the streams OpenVINO compiled the network with (one
+        #: per core of the actor in its throughput setting), 1 for the other backends.
+        self.streams = concurrency(predictor.backend, (self.batch_size, 3, size, size))
+        self.network = ThreadPoolExecutor(self.streams, thread_name_prefix="sod-infer")
 
     def run(
         self,
@@ -89,12 +99,7 @@ class ImagePipeline:
             sal = self.predictor.to_map(logits, rgb.shape[0], rgb.shape[1])
             return finish(item, rgb, sal)
 
-        for k in range(self.AHEAD):
-            submit(k)
-        finishing: list[tuple[int, Future]] = []
-        for k, chunk in enumerate(chunks):
-            futures = decoding.pop(k)
-            submit(k + self.AHEAD)
+        def infer(chunk: range, futures: list[Future]) -> list[tuple[int, np.ndarray, Any]]:
             good = []
             for i, future in zip(chunk, futures, strict=True):
                 try:
@@ -102,10 +107,28 @@ class ImagePipeline:
                 except ITEM_ERRORS as e:
                     results[i] = e
             if not good:
-                continue
+                return []
             logits = self.predictor.backend(np.stack([x for _, _, x in good]))
-            for (i, rgb, _), lg in zip(good, logits, strict=True):
+            return [(i, rgb, lg) for (i, rgb, _), lg in zip(good, logits, strict=True)]
+
+        finishing: list[tuple[int, Future]] = []
+
+        def hand_over(inferred: list[tuple[int, np.ndarray, Any]]) -> None:
+            for i, rgb, lg in inferred:
                 finishing.append((i, self.pool.submit(complete, items[i], rgb, lg)))
+
+        ahead = self.streams + self.AHEAD
+        for k in range(ahead):
+            submit(k)
+        running: deque[Future] = deque()
+        for k, chunk in enumerate(chunks):
+            while len(running) >= self.streams:
+                hand_over(running.popleft().result())
+            futures = decoding.pop(k)
+            submit(k + ahead)
+            running.append(self.network.submit(infer, chunk, futures))
+        while running:
+            hand_over(running.popleft().result())
         for i, future in finishing:
             try:
                 results[i] = future.result()
@@ -151,6 +174,9 @@ class SaliencyPredictor:
         batch_size: images per network call.
         workers: decode/render threads per actor.
         threads: inference threads; default: the CPUs the actor holds.
+        streams: network calls at once (OpenVINO): 1, all threads in each call (the
+            lowest latency), or ``None``, OpenVINO's throughput setting (one stream per
+            thread on a small CPU; use it with ``batch_size=1``).
     """
 
     def __init__(
@@ -162,10 +188,11 @@ class SaliencyPredictor:
         batch_size: int = 8,
         workers: int = 2,
         threads: int | None = None,
+        streams: int | None = 1,
     ) -> None:
         spec = spec or ModelSpec.load()
         self.pipeline = ImagePipeline(
-            spec.predictor(threads or actor_threads()), batch_size, workers
+            spec.predictor(threads or actor_threads(), streams), batch_size, workers
         )
         self.column = column
         self.render = functools.partial(render_rgba, threshold=threshold) if cutout else None
