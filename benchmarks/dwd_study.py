@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+import harness
 from sod100k.checkpoints.loading import load_model, save_model
 from sod100k.data.dataset import SaliencyDataset, collate_skipping_bad, pair_by_stem
 from sod100k.data.images import load_gray, load_rgb
@@ -154,7 +155,10 @@ class State:
                 )
         else:
             self.data = {"settings": wanted, "stages": {}}
-            self.save()
+        # Every launch (the first and each resumption) with its machine, command and date:
+        # the report states where the study ran (a resumed run may change machines).
+        self.data.setdefault("launches", []).append(harness.run_meta())
+        self.save()
 
     def done(self, stage: str) -> bool:
         return stage in self.data["stages"]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import harness
 from sod100k.checkpoints.loading import load_model
 from sod100k.utils.files import atomic_save, atomic_write_text
 
@@ -176,10 +177,21 @@ def cut_names(settings: dict) -> list[str]:
     return ["1e-20", "gap", *(f"-{round(100 * b)}%" for b in settings["budgets"])]
 
 
+def launches(state: dict) -> list[dict]:
+    """Where and when the study ran: one harness meta per launch, as ``dwd_study.py``
+    records them; a run made before it recorded them gets the report's own machine,
+    marked as such."""
+    if state.get("launches"):
+        return state["launches"]
+    meta = harness.run_meta(note="machine of the report run; the study recorded none")
+    return [meta]
+
+
 def tables(state: dict, result: dict) -> str:
     s, stages = state["settings"], state["stages"]
     move = stages["move"]
-    lines = [
+    lines = [harness.describe_meta(m) + "\n" for m in launches(state)]
+    lines += [
         "| arm | cut | threshold | params | FLOPs (224) | ECSSD-300 max F | ECSSD max F | "
         "ECSSD MAE |",
         "|---|---|---|---|---|---|---|---|",
@@ -445,6 +457,7 @@ def report(run: Path, results: Path, figures_dir: Path, ecssd: Path | None = Non
     sizes = checkpoints(run, state, results)
     pictures = figures(run, state, figures_dir)
     payload = {
+        "machine": launches(state),
         "settings": s,
         "finished": state["finished"],
         "verdict": result,

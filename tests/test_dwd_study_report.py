@@ -102,3 +102,12 @@ def test_empty_decades_and_widest_gap():
     assert report.empty_decades_above(g, 1e-6) == pytest.approx(7)
     assert report.widest_gap_decades(g) == pytest.approx(21)  # 1e-30 .. 1e-9
     assert report.empty_decades_above(np.array([0.1, 0.2]), 1e-6) == 0.0
+
+
+def test_the_report_states_the_machine_each_launch_ran_on():
+    meta = report.harness.run_meta(["dwd_study.py", "--out", "run"], note="quiet")
+    meta["machine"]["cpu_model"] = "Some CPU 9000"
+    assert report.launches({"launches": [meta]}) == [meta]
+    (fallback,) = report.launches({})
+    assert "the study recorded none" in fallback["note"]
+    assert "Some CPU 9000" in report.harness.describe_meta(meta)
