@@ -8,7 +8,8 @@ For x1 and x2 at 224 x 224 it measures, each in a fresh process (benchmarks/harn
   (the network plus a copy), and ms per image for ``saliency()`` + soft ``cutout()`` on
   ECSSD-sized photos (400 x 300: the whole page path);
 * ``live``: frames per second of the page's camera mode on Chromium's fake camera
-  (640 x 480, cut-out with edge refinement, composited), at each ``--live-sizes``.
+  (640 x 480, cut-out with edge refinement, composited), at each ``--live-sizes``, and
+  at the first of them with edge refinement off (the map itself as the alpha).
 
 at 1 and 2 threads (``--threads``). Run from the repository root (needs
 ``scripts/install.sh --dev`` and npm's onnxruntime-web):
@@ -96,6 +97,16 @@ def _serve(folder: str):
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
+def _live_fps(page, cell: dict, size: int) -> float | None:
+    """The page's camera-mode frame rate at network input side ``size``."""
+    page.select_option("#live-size", str(size))
+    time.sleep(cell["live_warmup_s"])
+    page.evaluate("document.getElementById('fps').textContent = '-'")
+    time.sleep(cell["live_seconds"])  # the page's fps is over the last 2 s
+    found = re.search(r"([0-9.]+) fps", page.text_content("#fps"))
+    return float(found.group(1)) if found else None
+
+
 def wasm(cell: dict) -> dict:
     from sod100k.web.headless import FAKE_CAMERA, chromium
 
@@ -107,17 +118,10 @@ def wasm(cell: dict) -> dict:
             page.wait_for_function(READY, timeout=180_000)
             args = [cell["warmup"], cell["runs"], cell["photos"]]
             timing = page.evaluate(_TIME_JS, args)
-            live = {}
-            for size in cell["live_sizes"]:
-                page.select_option("#live-size", str(size))
-                if not page.is_visible("#camera-stop"):
-                    page.click("#camera-start")
-                time.sleep(cell["live_warmup_s"])
-                page.evaluate("document.getElementById('fps').textContent = '-'")
-                time.sleep(cell["live_seconds"])  # the page's fps is over the last 2 s
-                text = page.text_content("#fps")
-                found = re.search(r"([0-9.]+) fps", text)
-                live[str(size)] = float(found.group(1)) if found else None
+            page.click("#camera-start")
+            live = {str(size): _live_fps(page, cell, size) for size in cell["live_sizes"]}
+            page.uncheck("#live-refine")
+            plain = _live_fps(page, cell, cell["live_sizes"][0])
     finally:
         server.shutdown()
         server.server_close()
@@ -126,6 +130,7 @@ def wasm(cell: dict) -> dict:
         "network_ms": round(timing["network"], 2),
         "page_ms": round(timing["page"], 2),
         "live_fps": live,
+        "live_fps_plain": plain,
     }
 
 
@@ -176,6 +181,7 @@ def main() -> None:
                     "wasm_ms": web["network_ms"],
                     "wasm_page_ms": web["page_ms"],
                     **{f"live_fps_{s}": web["live_fps"].get(str(s)) for s in args.live_sizes},
+                    "live_fps_plain": web["live_fps_plain"],
                 }
                 log.info("%s", row)
                 rows.append(row)
@@ -186,6 +192,7 @@ def main() -> None:
         "wasm_ms": "WASM network, ms",
         "wasm_page_ms": "WASM map + cut-out (400x300), ms",
         **{f"live_fps_{s}": f"live fps @{s}" for s in args.live_sizes},
+        "live_fps_plain": f"live fps @{args.live_sizes[0]}, no refinement",
     }
     harness.write_results(
         args.out,
@@ -195,7 +202,8 @@ def main() -> None:
         harness.markdown_table(columns, rows),
         intro="CSNet at 224 x 224 in headless Chromium (onnxruntime-web WASM, SIMD) and in "
         "native ONNX Runtime on the same ONNX graph; live: the page's camera mode on "
-        "Chromium's fake 640 x 480 camera, edge refinement on, by network input side.",
+        "Chromium's fake 640 x 480 camera, edge refinement on (and off, last column), by "
+        "network input side.",
     )
 
 

@@ -35,81 +35,80 @@ export const LOW_RES_PIXELS = 1_000_000;
 export const QUANTIZATIONS = ["truncate", "round"];
 
 // ---------------------------------------------------------------------------------------
+// Tables that depend only on sizes (resize taps, box-filter indices), kept for the next
+// call with the same sizes: camera frames all have one size.
+
+const tables = new Map();
+function cached(key, make) {
+  let table = tables.get(key);
+  if (table === undefined) {
+    if (tables.size >= 64) tables.clear();
+    table = make();
+    tables.set(key, table);
+  }
+  return table;
+}
+
+// ---------------------------------------------------------------------------------------
 // Bilinear resize: cv::resize(INTER_LINEAR) on float32, reproduced step by step.
 
-/** Source index and weights along one axis, as OpenCV computes them (in float32). */
+/**
+ * Source indices (`index`, `next`: the two taps) and weights along one axis, as OpenCV
+ * computes them (in float32).
+ */
 function linearTaps(src, dst) {
-  const scale = 1 / (dst / src); // OpenCV: scale = 1 / inv_scale, inv_scale = dst / src
-  const index = new Int32Array(dst);
-  const w0 = new Float32Array(dst);
-  const w1 = new Float32Array(dst);
-  for (let d = 0; d < dst; d++) {
-    let fx = f32((d + 0.5) * scale - 0.5);
-    let sx = Math.floor(fx);
-    fx = f32(fx - sx);
-    if (sx < 0) {
-      fx = 0;
-      sx = 0;
+  return cached(`linear ${src} ${dst}`, () => {
+    const scale = 1 / (dst / src); // OpenCV: scale = 1 / inv_scale, inv_scale = dst / src
+    const index = new Int32Array(dst);
+    const next = new Int32Array(dst);
+    const w0 = new Float32Array(dst);
+    const w1 = new Float32Array(dst);
+    for (let d = 0; d < dst; d++) {
+      let fx = f32((d + 0.5) * scale - 0.5);
+      let sx = Math.floor(fx);
+      fx = f32(fx - sx);
+      if (sx < 0) {
+        fx = 0;
+        sx = 0;
+      }
+      if (sx >= src - 1) {
+        fx = 0;
+        sx = src - 1;
+      }
+      index[d] = sx;
+      next[d] = Math.min(sx + 1, src - 1);
+      w0[d] = f32(1 - fx);
+      w1[d] = fx;
     }
-    if (sx >= src - 1) {
-      fx = 0;
-      sx = src - 1;
-    }
-    index[d] = sx;
-    w0[d] = f32(1 - fx);
-    w1[d] = fx;
-  }
-  return { index, w0, w1 };
+    return { index, next, w0, w1 };
+  });
 }
 
 /**
- * Resize interleaved float32 planes (`channels` per pixel) like cv2.resize(INTER_LINEAR):
- * a horizontal pass on every source row, then a vertical pass, each `a*w0 + b*w1` in
- * float32 (a Float32Array store rounds each product and sum).
+ * The two passes of cv2.resize(INTER_LINEAR) from `sh` to `dh` rows: `horizontal(sy,
+ * row)` fills `row` (float32, `rowLen` samples) with source row `sy` resized along x;
+ * `vertical(y, row0, row1, b0, b1)` writes output row `y` from two of them. Each pass
+ * computes `a*w0 + b*w1` in float32. Only the source rows the vertical pass reads are
+ * resized, each once (two are kept, as OpenCV's ring buffer does).
  */
-function resizeLinear(src, sw, sh, channels, dw, dh) {
-  if (sw === dw && sh === dh) return Float32Array.from(src);
-  const xt = linearTaps(sw, dw);
-  const yt = linearTaps(sh, dh);
-  const rowLen = dw * channels;
-  const rows = new Float32Array(sh * rowLen);
-  const i0 = new Int32Array(rowLen);
-  const i1 = new Int32Array(rowLen);
-  const a0 = new Float32Array(rowLen);
-  const a1 = new Float32Array(rowLen);
-  for (let x = 0; x < dw; x++) {
-    for (let c = 0; c < channels; c++) {
-      const k = x * channels + c;
-      i0[k] = xt.index[x] * channels + c;
-      i1[k] = Math.min(xt.index[x] + 1, sw - 1) * channels + c;
-      a0[k] = xt.w0[x];
-      a1[k] = xt.w1[x];
-    }
-  }
-  const tmp = new Float32Array(2);
-  for (let y = 0; y < sh; y++) {
-    const base = y * sw * channels;
-    const o = y * rowLen;
-    for (let k = 0; k < rowLen; k++) {
-      tmp[0] = src[base + i0[k]] * a0[k];
-      tmp[1] = src[base + i1[k]] * a1[k];
-      rows[o + k] = tmp[0] + tmp[1];
-    }
-  }
-  const out = new Float32Array(dw * dh * channels);
+function resizeRows(sh, dh, rowLen, horizontal, vertical) {
+  const { index, next, w0, w1 } = linearTaps(sh, dh);
+  const rows = [new Float32Array(rowLen), new Float32Array(rowLen)];
+  const held = [-1, -1];
+  const fetch = (sy, keep) => {
+    if (held[0] === sy) return 0;
+    if (held[1] === sy) return 1;
+    // Rows are read in increasing order: drop the older one, never the one in use.
+    const slot = keep >= 0 ? 1 - keep : held[0] <= held[1] ? 0 : 1;
+    horizontal(sy, rows[slot]);
+    held[slot] = sy;
+    return slot;
+  };
   for (let y = 0; y < dh; y++) {
-    const r0 = yt.index[y] * rowLen;
-    const r1 = Math.min(yt.index[y] + 1, sh - 1) * rowLen;
-    const b0 = yt.w0[y];
-    const b1 = yt.w1[y];
-    const o = y * rowLen;
-    for (let k = 0; k < rowLen; k++) {
-      tmp[0] = rows[r0 + k] * b0;
-      tmp[1] = rows[r1 + k] * b1;
-      out[o + k] = tmp[0] + tmp[1];
-    }
+    const s0 = fetch(index[y], -1);
+    const s1 = fetch(next[y], s0);
+    vertical(y, rows[s0], rows[s1], w0[y], w1[y]);
   }
-  return out;
 }
 
 function checkImage(image) {
@@ -126,21 +125,39 @@ function checkImage(image) {
  */
 export function preprocess(image, size = 224) {
   const { width, height, data } = checkImage(image);
-  // RGB samples of the RGBA bytes, scaled to [0, 1] as numpy does.
-  const rgb = new Float32Array(width * height * 3);
-  for (let q = 0; q < width * height; q++) {
-    rgb[3 * q] = BYTE_TO_UNIT[data[4 * q]];
-    rgb[3 * q + 1] = BYTE_TO_UNIT[data[4 * q + 1]];
-    rgb[3 * q + 2] = BYTE_TO_UNIT[data[4 * q + 2]];
-  }
-  const hwc = resizeLinear(rgb, width, height, 3, size, size);
+  const { index, next, w0, w1 } = linearTaps(width, size);
+  const T = BYTE_TO_UNIT; // RGB bytes scaled to [0, 1] as numpy does
   const plane = size * size;
   const chw = new Float32Array(3 * plane);
-  for (let p = 0; p < plane; p++) {
-    for (let c = 0; c < 3; c++) {
-      chw[c * plane + p] = f32(f32(hwc[p * 3 + c] - MEAN[c]) / STD[c]);
-    }
-  }
+  const [m0, m1, m2] = MEAN;
+  const [s0, s1, s2] = STD;
+  resizeRows(
+    height,
+    size,
+    3 * size,
+    (sy, row) => {
+      const base = sy * width * 4;
+      for (let x = 0, k = 0; x < size; x++, k += 3) {
+        const i = base + 4 * index[x];
+        const j = base + 4 * next[x];
+        const a = w0[x];
+        const b = w1[x];
+        row[k] = f32(T[data[i]] * a) + f32(T[data[j]] * b);
+        row[k + 1] = f32(T[data[i + 1]] * a) + f32(T[data[j + 1]] * b);
+        row[k + 2] = f32(T[data[i + 2]] * a) + f32(T[data[j + 2]] * b);
+      }
+    },
+    (y, r0, r1, b0, b1) => {
+      for (let x = 0, k = 0, p = y * size; x < size; x++, k += 3, p++) {
+        const r = f32(f32(r0[k] * b0) + f32(r1[k] * b1));
+        const g = f32(f32(r0[k + 1] * b0) + f32(r1[k + 1] * b1));
+        const b = f32(f32(r0[k + 2] * b0) + f32(r1[k + 2] * b1));
+        chw[p] = f32(r - m0) / s0;
+        chw[plane + p] = f32(g - m1) / s1;
+        chw[2 * plane + p] = f32(b - m2) / s2;
+      }
+    },
+  );
   return chw;
 }
 
@@ -163,13 +180,28 @@ export function postprocess(logits, size, width, height, quantization = "truncat
     // numpy's overflow-free logistic: 0.5 * (tanh(0.5 * x) + 1)
     prob[i] = f32(0.5 * f32(f32(Math.tanh(f32(0.5 * logits[i]))) + 1));
   }
-  const up = resizeLinear(prob, size, size, 1, width, height);
+  const { index, next, w0, w1 } = linearTaps(size, width);
   const out = new Uint8Array(width * height);
   const k = f32(255);
-  for (let i = 0; i < out.length; i++) {
-    const v = f32(Math.min(Math.max(up[i], 0), 1) * k);
-    out[i] = quantization === "round" ? rint(v) : v; // Uint8Array truncates
-  }
+  const round = quantization === "round";
+  resizeRows(
+    size,
+    height,
+    width,
+    (sy, row) => {
+      const base = sy * size;
+      for (let x = 0; x < width; x++) {
+        row[x] = f32(prob[base + index[x]] * w0[x]) + f32(prob[base + next[x]] * w1[x]);
+      }
+    },
+    (y, r0, r1, b0, b1) => {
+      for (let x = 0, q = y * width; x < width; x++, q++) {
+        const v = f32(f32(r0[x] * b0) + f32(r1[x] * b1));
+        const scaled = f32(Math.min(Math.max(v, 0), 1) * k);
+        out[q] = round ? rint(scaled) : scaled; // Uint8Array truncates
+      }
+    },
+  );
   return out;
 }
 
@@ -184,42 +216,50 @@ function reflect(p, len) {
   return p;
 }
 
-/** Sums of `k` consecutive samples of `pad` (double), for each of `n` outputs. */
-function windowSums(pad, n, k, out) {
+/** Sums of `k` consecutive samples of `pad` (double), for each of `n` outputs at `out[at]`. */
+function windowSums(pad, n, k, out, at) {
   if (k === 3) {
-    for (let i = 0; i < n; i++) out[i] = pad[i] + pad[i + 1] + pad[i + 2];
+    for (let i = 0; i < n; i++) out[at + i] = pad[i] + pad[i + 1] + pad[i + 2];
   } else if (k === 5) {
-    for (let i = 0; i < n; i++) out[i] = pad[i] + pad[i + 1] + pad[i + 2] + pad[i + 3] + pad[i + 4];
+    for (let i = 0; i < n; i++) out[at + i] = pad[i] + pad[i + 1] + pad[i + 2] + pad[i + 3] + pad[i + 4];
   } else {
     // OpenCV's running sum: s += (new - old), in double.
     let s = 0;
     for (let i = 0; i < k; i++) s += pad[i];
-    out[0] = s;
+    out[at] = s;
     for (let i = 0; i < n - 1; i++) {
       s += pad[i + k] - pad[i];
-      out[i + 1] = s;
+      out[at + i + 1] = s;
     }
   }
 }
 
-/** cv2.boxFilter(src, CV_32F, (k, k), borderType=BORDER_REFLECT) of a float32 plane. */
-function boxMean(src, w, h, r) {
+/** The box filter's reflected indices and (reused) double buffers for one plane size. */
+function boxPlan(w, h, r) {
+  return cached(`box ${w} ${h} ${r}`, () => ({
+    cols: Int32Array.from({ length: w + 2 * r }, (_, j) => reflect(j - r, w)),
+    rows: Int32Array.from({ length: h + 2 * r }, (_, j) => reflect(j - r, h) * w),
+    pad: new Float64Array(w + 2 * r),
+    rowSums: new Float64Array(w * h),
+    sum: new Float64Array(w),
+  }));
+}
+
+/**
+ * cv2.boxFilter(src, CV_32F, (k, k), borderType=BORDER_REFLECT) of a float32 plane into
+ * `out` (which may be `src`): row sums (double) of every row, then running column sums
+ * (double) scaled to float32.
+ */
+function boxMean(src, w, h, r, out = new Float32Array(w * h)) {
   const k = 2 * r + 1;
   const scale = 1 / (k * k);
-  // Row sums (double) of every row, then running column sums (double) scaled to float32.
-  const rowSums = new Float64Array(w * h);
-  const cols = Int32Array.from({ length: w + 2 * r }, (_, j) => reflect(j - r, w));
-  const pad = new Float64Array(w + 2 * r);
-  const line = new Float64Array(w);
+  const { cols, rows, pad, rowSums, sum } = boxPlan(w, h, r);
   for (let y = 0; y < h; y++) {
     const base = y * w;
     for (let j = 0; j < pad.length; j++) pad[j] = src[base + cols[j]];
-    windowSums(pad, w, k, line);
-    rowSums.set(line, base);
+    windowSums(pad, w, k, rowSums, base);
   }
-  const out = new Float32Array(w * h);
-  const rows = Int32Array.from({ length: h + 2 * r }, (_, j) => reflect(j - r, h) * w);
-  const sum = new Float64Array(w);
+  sum.fill(0);
   for (let j = 0; j < k - 1; j++) {
     const row = rows[j];
     for (let x = 0; x < w; x++) sum[x] += rowSums[row + x];
@@ -237,90 +277,80 @@ function boxMean(src, w, h, r) {
   return out;
 }
 
-/** `a * b` and `a - b` element-wise in float32 (numpy's float32 operations). */
-function mul(a, b) {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] * b[i];
-  return out;
-}
-function sub(a, b) {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
-  return out;
-}
-
 /**
  * Box-averaged guided-filter coefficients: `[meanA0, meanA1, meanA2, meanB]` planes
- * (sod100k.infer.cutout._coefficients, operation for operation).
+ * (sod100k.infer.cutout._coefficients, operation for operation in float32: each
+ * product, difference and sum rounded as numpy rounds it).
  */
 function coefficients(I, p, w, h, r, eps) {
-  const mean = (x) => boxMean(x, w, h, r);
-  const meanI = I.map(mean);
-  const meanP = mean(p);
-  const cov = I.map((Ic, c) => sub(mean(mul(Ic, p)), mul(meanI[c], meanP)));
-  const epsF = f32(eps);
-  const v = {};
-  for (let i = 0; i < 3; i++) {
-    for (let j = i; j < 3; j++) {
-      v[`${i}${j}`] = sub(mean(mul(I[i], I[j])), mul(meanI[i], meanI[j]));
-      if (i === j) for (let q = 0; q < p.length; q++) v[`${i}${j}`][q] += epsF;
-    }
-  }
-  const { "00": rr, "01": rg, "02": rb, "11": gg, "12": gb, "22": bb } = v;
-  const inv = {
-    "00": sub(mul(gg, bb), mul(gb, gb)),
-    "01": sub(mul(gb, rb), mul(rg, bb)),
-    "02": sub(mul(rg, gb), mul(gg, rb)),
-    "11": sub(mul(rr, bb), mul(rb, rb)),
-    "12": sub(mul(rb, rg), mul(rr, gb)),
-    "22": sub(mul(rr, gg), mul(rg, rg)),
-  };
   const n = p.length;
-  const det = new Float32Array(n);
-  for (let q = 0; q < n; q++) {
-    det[q] = f32(
-      f32(f32(rr[q] * inv["00"][q]) + f32(rg[q] * inv["01"][q])) + f32(rb[q] * inv["02"][q]),
-    );
-  }
-  const a = [0, 1, 2].map((i) => {
-    const terms = [0, 1, 2].map((j) => inv[`${Math.min(i, j)}${Math.max(i, j)}`]);
-    const ai = new Float32Array(n);
-    for (let q = 0; q < n; q++) {
-      const s = f32(
-        f32(f32(terms[0][q] * cov[0][q]) + f32(terms[1][q] * cov[1][q])) +
-          f32(terms[2][q] * cov[2][q]),
-      );
-      ai[q] = f32(s / det[q]);
-    }
-    return ai;
-  });
+  const mean = (x, out) => boxMean(x, w, h, r, out);
+  const product = new Float32Array(n);
+  const meanOf = (x, y) => {
+    for (let q = 0; q < n; q++) product[q] = x[q] * y[q];
+    return mean(product);
+  };
+  const [I0, I1, I2] = I;
+  const [m0, m1, m2, mp] = [I0, I1, I2, p].map((x) => mean(x));
+  const [c0, c1, c2] = [I0, I1, I2].map((x) => meanOf(x, p));
+  const s00 = meanOf(I0, I0);
+  const s01 = meanOf(I0, I1);
+  const s02 = meanOf(I0, I2);
+  const s11 = meanOf(I1, I1);
+  const s12 = meanOf(I1, I2);
+  const s22 = meanOf(I2, I2);
+  const epsF = f32(eps);
+  const a0 = new Float32Array(n);
+  const a1 = new Float32Array(n);
+  const a2 = new Float32Array(n);
   const b = new Float32Array(n);
   for (let q = 0; q < n; q++) {
-    const dot = f32(
-      f32(f32(a[0][q] * meanI[0][q]) + f32(a[1][q] * meanI[1][q])) + f32(a[2][q] * meanI[2][q]),
-    );
-    b[q] = f32(meanP[q] - dot);
+    const mi0 = m0[q];
+    const mi1 = m1[q];
+    const mi2 = m2[q];
+    const mpq = mp[q];
+    const cov0 = f32(c0[q] - f32(mi0 * mpq));
+    const cov1 = f32(c1[q] - f32(mi1 * mpq));
+    const cov2 = f32(c2[q] - f32(mi2 * mpq));
+    // covariance of the guide, eps on the diagonal
+    const rr = f32(f32(s00[q] - f32(mi0 * mi0)) + epsF);
+    const rg = f32(s01[q] - f32(mi0 * mi1));
+    const rb = f32(s02[q] - f32(mi0 * mi2));
+    const gg = f32(f32(s11[q] - f32(mi1 * mi1)) + epsF);
+    const gb = f32(s12[q] - f32(mi1 * mi2));
+    const bb = f32(f32(s22[q] - f32(mi2 * mi2)) + epsF);
+    // its adjugate and determinant
+    const i00 = f32(f32(gg * bb) - f32(gb * gb));
+    const i01 = f32(f32(gb * rb) - f32(rg * bb));
+    const i02 = f32(f32(rg * gb) - f32(gg * rb));
+    const i11 = f32(f32(rr * bb) - f32(rb * rb));
+    const i12 = f32(f32(rb * rg) - f32(rr * gb));
+    const i22 = f32(f32(rr * gg) - f32(rg * rg));
+    const det = f32(f32(f32(rr * i00) + f32(rg * i01)) + f32(rb * i02));
+    const A0 = f32(f32(f32(f32(i00 * cov0) + f32(i01 * cov1)) + f32(i02 * cov2)) / det);
+    const A1 = f32(f32(f32(f32(i01 * cov0) + f32(i11 * cov1)) + f32(i12 * cov2)) / det);
+    const A2 = f32(f32(f32(f32(i02 * cov0) + f32(i12 * cov1)) + f32(i22 * cov2)) / det);
+    a0[q] = A0;
+    a1[q] = A1;
+    a2[q] = A2;
+    b[q] = mpq - f32(f32(f32(A0 * mi0) + f32(A1 * mi1)) + f32(A2 * mi2));
   }
-  return [...a.map(mean), mean(b)];
-}
-
-/** RGB planes of RGBA bytes, each through `table`. */
-function rgbPlanes(data, n, table) {
-  const planes = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
-  for (let q = 0; q < n; q++) {
-    planes[0][q] = table[data[4 * q]];
-    planes[1][q] = table[data[4 * q + 1]];
-    planes[2][q] = table[data[4 * q + 2]];
-  }
-  return planes;
+  return [mean(a0, a0), mean(a1, a1), mean(a2, a2), mean(b, b)];
 }
 
 /** Exact colour guided filter of a byte map at full resolution -> alpha bytes. */
 function guidedAlpha(image, map, radius, eps) {
   const { width: w, height: h, data } = image;
   const n = w * h;
-  const I = rgbPlanes(data, n, BYTE_OVER_255);
-  const p = Float32Array.from(map, (v) => BYTE_OVER_255[v]);
+  const T = BYTE_OVER_255;
+  const I = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+  const p = new Float32Array(n);
+  for (let q = 0, i = 0; q < n; q++, i += 4) {
+    I[0][q] = T[data[i]];
+    I[1][q] = T[data[i + 1]];
+    I[2][q] = T[data[i + 2]];
+    p[q] = T[map[q]];
+  }
   const [a0, a1, a2, b] = coefficients(I, p, w, h, radius, eps);
   const alpha = new Uint8Array(n);
   const k = f32(255);
@@ -334,13 +364,11 @@ function guidedAlpha(image, map, radius, eps) {
 }
 
 /**
- * cv2.resize(INTER_AREA) of interleaved bytes to a smaller size: each output pixel is the
- * area-weighted mean of the source pixels it covers, rounded to a byte.
+ * OpenCV's INTER_AREA table along one axis: per output index `i`, the source indices it
+ * covers and their float32 weights, `index`/`weight[start[i] .. start[i + 1]]`.
  */
-function resizeArea(src, sw, sh, channels, dw, dh) {
-  // OpenCV's area table: per output index, the source indices it covers and their
-  // float32 weights, flattened (start[i] .. start[i + 1]).
-  const taps = (s, d) => {
+function areaTaps(s, d) {
+  return cached(`area ${s} ${d}`, () => {
     const scale = s / d;
     const index = [];
     const weight = [];
@@ -362,59 +390,92 @@ function resizeArea(src, sw, sh, channels, dw, dh) {
     }
     start[d] = index.length;
     return { index: Int32Array.from(index), weight: Float32Array.from(weight), start };
-  };
+  });
+}
+
+/**
+ * cv2.resize(INTER_AREA) of bytes to a smaller size: each output pixel is the
+ * area-weighted mean of the source pixels it covers, rounded to a byte. The source has
+ * `stride` bytes per pixel of which the first `channels` (1 or 3) are resized.
+ */
+function resizeArea(src, sw, sh, stride, channels, dw, dh) {
   const out = new Uint8Array(dw * dh * channels);
-  const fx = sw / dw;
-  const fy = sh / dh;
-  if (fx === 2 && fy === 2) {
+  if (sw === 2 * dw && sh === 2 * dh) {
     // OpenCV's fast 2x2 path for bytes: (a + b + c + d + 2) >> 2.
-    const stride = sw * channels;
+    const line = sw * stride;
     for (let y = 0; y < dh; y++) {
       for (let x = 0; x < dw; x++) {
         for (let c = 0; c < channels; c++) {
-          const i = 2 * y * stride + 2 * x * channels + c;
-          const sum = src[i] + src[i + channels] + src[i + stride] + src[i + stride + channels];
+          const i = 2 * y * line + 2 * x * stride + c;
+          const sum = src[i] + src[i + stride] + src[i + line] + src[i + line + stride];
           out[(y * dw + x) * channels + c] = (sum + 2) >> 2;
         }
       }
     }
     return out;
   }
-  const xt = taps(sw, dw);
-  const yt = taps(sh, dh);
-  const row = new Float32Array(dw * channels);
-  const acc = new Float32Array(dw * channels);
-  const t = new Float32Array(1);
+  const { index: xi, weight: xw, start: xs } = areaTaps(sw, dw);
+  const yt = areaTaps(sh, dh);
+  const rowLen = dw * channels;
+  const acc = new Float32Array(rowLen);
   for (let y = 0; y < dh; y++) {
     acc.fill(0);
     for (let ty = yt.start[y]; ty < yt.start[y + 1]; ty++) {
-      const base = yt.index[ty] * sw * channels;
+      const base = yt.index[ty] * sw * stride;
       const beta = yt.weight[ty];
-      row.fill(0);
-      for (let x = 0; x < dw; x++) {
-        for (let tx = xt.start[x]; tx < xt.start[x + 1]; tx++) {
-          const sx = base + xt.index[tx] * channels;
-          const a = xt.weight[tx];
-          for (let c = 0; c < channels; c++) {
-            t[0] = src[sx + c] * a;
-            row[x * channels + c] += t[0];
+      // A source row's horizontal sums (float32, in OpenCV's order), weighted into acc.
+      if (channels === 3) {
+        for (let x = 0, o = 0; x < dw; x++, o += 3) {
+          let r = 0;
+          let g = 0;
+          let b = 0;
+          for (let t = xs[x]; t < xs[x + 1]; t++) {
+            const i = base + xi[t] * stride;
+            const a = xw[t];
+            r = f32(r + f32(src[i] * a));
+            g = f32(g + f32(src[i + 1] * a));
+            b = f32(b + f32(src[i + 2] * a));
           }
+          acc[o] += f32(beta * r);
+          acc[o + 1] += f32(beta * g);
+          acc[o + 2] += f32(beta * b);
+        }
+      } else {
+        for (let x = 0; x < dw; x++) {
+          let v = 0;
+          for (let t = xs[x]; t < xs[x + 1]; t++) v = f32(v + f32(src[base + xi[t] * stride] * xw[t]));
+          acc[x] += f32(beta * v);
         }
       }
-      for (let i = 0; i < acc.length; i++) {
-        t[0] = beta * row[i];
-        acc[i] += t[0];
-      }
     }
-    for (let i = 0; i < acc.length; i++) out[y * dw * channels + i] = rint(acc[i]);
+    for (let i = 0, o = y * rowLen; i < rowLen; i++) out[o + i] = rint(acc[i]);
   }
   return out;
 }
 
-/** One cv2.remap bilinear sample of plane `P` in float32, in OpenCV's order. */
-function bilinear(P, i00, i01, i10, i11, w0, w1, w2, w3) {
-  return f32(f32(f32(f32(P[i00] * w0) + f32(P[i01] * w1)) + f32(P[i10] * w2)) + f32(P[i11] * w3));
+/**
+ * cv2.remap's bilinear positions for upsampling `sd` samples to `d`: the source index
+ * `((i + 0.5) * (sd / d) - 0.5)` on a 1/32-pixel grid, split into the two taps (clamped:
+ * BORDER_REPLICATE) and the 1/32 fraction.
+ */
+function remapGrid(d, sd) {
+  return cached(`remap ${d} ${sd}`, () => {
+    const k = f32(sd / d);
+    const lo = new Int32Array(d);
+    const hi = new Int32Array(d);
+    const frac = new Int32Array(d);
+    for (let i = 0; i < d; i++) {
+      const v = Math.round(f32(f32(f32(i + 0.5) * k) - f32(0.5)) * 32); // cvRound
+      lo[i] = Math.min(Math.max(v >> 5, 0), sd - 1);
+      hi[i] = Math.min(Math.max((v >> 5) + 1, 0), sd - 1);
+      frac[i] = v & 31;
+    }
+    return { lo, hi, frac };
+  });
 }
+
+/** 1/32-pixel steps as float32, cv2.remap's interpolation table. */
+const REMAP_STEPS = Float32Array.from({ length: 32 }, (_, i) => f32(i / 32));
 
 /**
  * Fast guided filter (sod100k.infer.cutout.fast_guided_alpha): coefficients on a copy of
@@ -426,71 +487,74 @@ function fastGuidedAlpha(image, map, radius, eps, lowPixels) {
   const s = Math.max(1, Math.sqrt((h * w) / lowPixels));
   const hl = Math.max(1, rint(h / s)); // Python's round(): halves to even
   const wl = Math.max(1, rint(w / s));
-  const rgb = new Uint8Array(w * h * 3);
-  for (let q = 0; q < w * h; q++) {
-    rgb[3 * q] = data[4 * q];
-    rgb[3 * q + 1] = data[4 * q + 1];
-    rgb[3 * q + 2] = data[4 * q + 2];
-  }
-  const small = resizeArea(rgb, w, h, 3, wl, hl);
   const n = wl * hl;
-  const I = [0, 1, 2].map((c) => Float32Array.from({ length: n }, (_, q) => BYTE_TO_UNIT[small[3 * q + c]]));
-  const p = Float32Array.from(resizeArea(map, w, h, 1, wl, hl), (v) => BYTE_TO_UNIT[v]);
-  const coef = coefficients(I, p, wl, hl, Math.max(1, rint(radius / s)), eps);
-  // remap coordinates: ((x + 0.5) * (wl / w) - 0.5) in float32, then a 1/32 grid.
-  const grid = (d, sd) => {
-    const k = f32(sd / d);
-    const pos = new Int32Array(d);
-    const frac = new Int32Array(d);
-    for (let i = 0; i < d; i++) {
-      const v = Math.round(f32(f32(f32(i + 0.5) * k) - f32(0.5)) * 32); // cvRound
-      pos[i] = v >> 5;
-      frac[i] = v & 31;
-    }
-    return { pos, frac };
-  };
-  const gx = grid(w, wl);
-  const gy = grid(h, hl);
-  const tab = Float32Array.from({ length: 32 }, (_, i) => f32(i / 32));
-  const x0s = Int32Array.from(gx.pos, (p) => Math.min(Math.max(p, 0), wl - 1));
-  const x1s = Int32Array.from(gx.pos, (p) => Math.min(Math.max(p + 1, 0), wl - 1));
-  const [A0, A1, A2, B] = coef;
+  const small = resizeArea(data, w, h, 4, 3, wl, hl);
+  const smallMap = resizeArea(map, w, h, 1, 1, wl, hl);
+  const T = BYTE_TO_UNIT;
+  const I = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+  const p = new Float32Array(n);
+  for (let q = 0; q < n; q++) {
+    I[0][q] = T[small[3 * q]];
+    I[1][q] = T[small[3 * q + 1]];
+    I[2][q] = T[small[3 * q + 2]];
+    p[q] = T[smallMap[q]];
+  }
+  const planes = coefficients(I, p, wl, hl, Math.max(1, rint(radius / s)), eps);
+  // The four coefficient planes interleaved, so that one pixel's taps are close together.
+  const C = new Float32Array(4 * n);
+  for (let q = 0; q < n; q++) {
+    C[4 * q] = planes[0][q];
+    C[4 * q + 1] = planes[1][q];
+    C[4 * q + 2] = planes[2][q];
+    C[4 * q + 3] = planes[3][q];
+  }
+  const gx = remapGrid(w, wl);
+  const gy = remapGrid(h, hl);
+  const X0 = cached(`remap4 ${w} ${wl}`, () => gx.lo.map((v) => 4 * v));
+  const X1 = cached(`remap4+ ${w} ${wl}`, () => gx.hi.map((v) => 4 * v));
   const alpha = new Uint8Array(w * h);
   const k = f32(255);
   const half = f32(0.5);
   // cv2.remap's bilinear weights (products of the 1-D ones, one set per 1/32-pixel
   // offset) and its sum order, in float32.
-  const fxi = Int32Array.from(gx.frac);
   const wt = new Float32Array(32 * 4);
   for (let y = 0; y < h; y++) {
-    const fy = tab[gy.frac[y]];
+    const fy = REMAP_STEPS[gy.frac[y]];
     const fy1 = f32(1 - fy);
     for (let j = 0; j < 32; j++) {
-      const fx = tab[j];
+      const fx = REMAP_STEPS[j];
       const fx1 = f32(1 - fx);
       wt[4 * j] = fy1 * fx1;
       wt[4 * j + 1] = fy1 * fx;
       wt[4 * j + 2] = fy * fx1;
       wt[4 * j + 3] = fy * fx;
     }
-    const y0 = Math.min(Math.max(gy.pos[y], 0), hl - 1) * wl;
-    const y1 = Math.min(Math.max(gy.pos[y] + 1, 0), hl - 1) * wl;
-    for (let x = 0; x < w; x++) {
-      const j = 4 * fxi[x];
+    const y0 = 4 * gy.lo[y] * wl;
+    const y1 = 4 * gy.hi[y] * wl;
+    for (let x = 0, q = y * w, i = 4 * q; x < w; x++, q++, i += 4) {
+      const j = 4 * gx.frac[x];
       const w0 = wt[j];
       const w1 = wt[j + 1];
       const w2 = wt[j + 2];
       const w3 = wt[j + 3];
-      const i00 = y0 + x0s[x];
-      const i01 = y0 + x1s[x];
-      const i10 = y1 + x0s[x];
-      const i11 = y1 + x1s[x];
-      const q = y * w + x;
-      const d0 = f32(bilinear(A0, i00, i01, i10, i11, w0, w1, w2, w3) * BYTE_TO_UNIT[data[4 * q]]);
-      const d1 = f32(bilinear(A1, i00, i01, i10, i11, w0, w1, w2, w3) * BYTE_TO_UNIT[data[4 * q + 1]]);
-      const d2 = f32(bilinear(A2, i00, i01, i10, i11, w0, w1, w2, w3) * BYTE_TO_UNIT[data[4 * q + 2]]);
-      const b = bilinear(B, i00, i01, i10, i11, w0, w1, w2, w3);
-      const v = f32(f32(f32(b + f32(f32(d0 + d1) + d2)) * k) + half);
+      const p00 = y0 + X0[x];
+      const p01 = y0 + X1[x];
+      const p10 = y1 + X0[x];
+      const p11 = y1 + X1[x];
+      const A0 = f32(f32(f32(f32(C[p00] * w0) + f32(C[p01] * w1)) + f32(C[p10] * w2)) + f32(C[p11] * w3));
+      const A1 = f32(
+        f32(f32(f32(C[p00 + 1] * w0) + f32(C[p01 + 1] * w1)) + f32(C[p10 + 1] * w2)) + f32(C[p11 + 1] * w3),
+      );
+      const A2 = f32(
+        f32(f32(f32(C[p00 + 2] * w0) + f32(C[p01 + 2] * w1)) + f32(C[p10 + 2] * w2)) + f32(C[p11 + 2] * w3),
+      );
+      const B = f32(
+        f32(f32(f32(C[p00 + 3] * w0) + f32(C[p01 + 3] * w1)) + f32(C[p10 + 3] * w2)) + f32(C[p11 + 3] * w3),
+      );
+      const d0 = f32(A0 * T[data[i]]);
+      const d1 = f32(A1 * T[data[i + 1]]);
+      const d2 = f32(A2 * T[data[i + 2]]);
+      const v = f32(f32(f32(B + f32(f32(d0 + d1) + d2)) * k) + half);
       alpha[q] = Math.min(Math.max(v, 0), 255);
     }
   }
@@ -726,14 +790,18 @@ export class Segmenter {
  *   page (else 1). The first load() of a page fixes them for the page.
  * @param {number} [options.size=224] network input side, as `sod100k predict --size`.
  * @param {string} [options.quantization="truncate"] "truncate" (CSNet) or "round".
+ * @param {boolean} [options.worker=false] run the network in a Web Worker: the calling
+ *   thread stays free while it runs, e.g. to finish the previous camera frame. The first
+ *   load() of a page fixes it for the page.
  * @returns {Promise<Segmenter>}
  */
-export async function load(model, { threads, size = 224, quantization = "truncate" } = {}) {
+export async function load(model, { threads, size = 224, quantization = "truncate", worker = false } = {}) {
   checkSize(size);
   if (!QUANTIZATIONS.includes(quantization)) throw new RangeError(`unknown quantization ${quantization}`);
   if (runtimeThreads === null) {
     runtimeThreads = usableThreads(threads);
     ort.env.wasm.numThreads = runtimeThreads;
+    ort.env.wasm.proxy = worker === true;
     // Only the binary's URL: the loader is built into ort.wasm.bundle.min.mjs.
     ort.env.wasm.wasmPaths = { wasm: new URL("./ort/ort-wasm-simd-threaded.wasm", import.meta.url).href };
     ort.env.logLevel = "error";
