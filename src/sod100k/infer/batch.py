@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sod100k.data.images import ImageError, load_rgb
+from sod100k.data.png import encode_png_bgr
 from sod100k.infer.backends import Backend, concurrency
 from sod100k.infer.cutout import alpha_matte, cutout_rgba, overlay_rgb
 from sod100k.infer.inputs import Destination, Job, classify_inputs, plan_run
@@ -87,13 +88,11 @@ def plan_jobs(
 
 
 def encode_png(image: np.ndarray) -> bytes:
+    """Encode an L, RGB or RGBA uint8 array as PNG (:mod:`sod100k.data.png`)."""
     if image.ndim == 3:  # OpenCV wants BGR(A)
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         image = cv2.cvtColor(image, code)
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
+    return encode_png_bgr(image)
 
 
 def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
