@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from badinputs import corpus
+from sod100k.infer.batch import encode_png
 from sod100k.infer.predictor import Predictor
 from sod100k.infer.runtime import make_backend
 from sod100k.server import ServerSettings, create_app
@@ -57,6 +58,7 @@ def test_saliency_and_cutout_match_the_python_api(client, predictor, ecssd):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     sal = np.asarray(Image.open(io.BytesIO(r.content)))
     np.testing.assert_array_equal(sal, predictor(data))
+    assert r.content == encode_png(sal)  # the file sod100k predict writes, byte for byte
     r = _post(client, "/v1/cutout", path.name, data)
     cut = Image.open(io.BytesIO(r.content))
     assert r.status_code == 200 and cut.mode == "RGBA" and cut.size == Image.open(path).size
