@@ -322,7 +322,7 @@ def train(
                 name,
                 done,
                 steps,
-                float(loss),
+                float(loss.detach()),
                 statistics.median(times[-20:]),
                 left / 60,
             )
