@@ -99,6 +99,11 @@ def test_page_headers_and_empty_state(page, live_server, runtime_installed):
     assert headers["cross-origin-opener-policy"] == "same-origin"
     assert headers["cross-origin-embedder-policy"] == "require-corp"
     assert "cross-origin-embedder-policy" not in httpx.get(live_server + "healthz").headers
+    for asset in ("web/sod100k.js", "web/model.json"):  # HEAD as GET, without the body
+        got, head = httpx.get(live_server + asset), httpx.head(live_server + asset)
+        assert head.status_code == got.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["cross-origin-resource-policy"] == "same-origin"
     _open(page, live_server)
     assert page.evaluate("crossOriginIsolated") is True
     # Before the first upload: a note, and no image element shown (no broken icons).

@@ -209,3 +209,18 @@ def test_serve_compiles_one_openvino_stream_per_request_thread(
     assert int(compiled.get_property("NUM_STREAMS")) == expected
     assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == expected
     assert concurrency(backend, shape) == expected
+
+
+def test_serve_names_its_model_without_the_server_s_paths(weights_x1) -> None:
+    """Without --model, /healthz and the page name the weights' folder, not its path."""
+    from sod100k.cli import build_parser
+    from sod100k.cli.common import model_label
+    from sod100k.cli.serve import serving_backend, settings_from_args
+
+    args = build_parser("serve").parse_args(["serve", "-w", str(weights_x1)])
+    _, model, weights = serving_backend(args)
+    settings = settings_from_args(args, model_label(model, weights))
+    assert settings.model_name == weights_x1.name
+    assert str(weights_x1.parent) not in settings.model_name
+    named = build_parser("serve").parse_args(["serve", "-w", str(weights_x1), "-m", "csnet-l-x1"])
+    assert model_label(*serving_backend(named)[1:]) == "csnet-l-x1"

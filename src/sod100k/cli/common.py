@@ -165,6 +165,12 @@ def model_and_weights(args: argparse.Namespace) -> tuple[str | None, str]:
         ) from e
 
 
+def model_label(model: str | None, weights: str | Path) -> str:
+    """How a service or bundle names its model to its users: the model option, else the
+    weights' file or folder name (never the whole path, which is the server's business)."""
+    return model or Path(weights).name
+
+
 def backend_from_args(
     args: argparse.Namespace, threads: int | None, streams: int | None = 1
 ) -> tuple[Backend, str | None, str]:

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from sod100k.checkpoints.loading import load_model
-from sod100k.cli.common import CLIError, add_model_args, model_and_weights, positive
+from sod100k.cli.common import (
+    CLIError,
+    add_model_args,
+    model_and_weights,
+    model_label,
+    positive,
+)
 from sod100k.data.images import ImageError, list_images, load_rgb
 from sod100k.infer.onnx_export import OPSET, ExportError, export_onnx, parity_error
 from sod100k.infer.predictor import DEFAULT_SIZE
@@ -131,7 +137,7 @@ def run_web(args: argparse.Namespace) -> int:
             write_bundle(
                 args.web,
                 graph.read_bytes(),
-                name=model_name or Path(weights).name,
+                name=model_label(model_name, weights),
                 size=args.size,
                 quantization=quantization_for(getattr(model, "arch", None)),
                 source=f"{model_name or 'model'} from {weights}",

@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from sod100k.cli.common import CLIError, model_and_weights, positive
+from sod100k.cli.common import CLIError, model_and_weights, model_label, positive
 from sod100k.cli.ray_predict import ray_group
 
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         # SIGINT ignored), so a stop during the deployment still deletes the service.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda signum, frame: stopped_by.append(signum))
-        settings = settings_from_args(args, spec.model or str(spec.weights))
+        settings = settings_from_args(args, model_label(spec.model, spec.weights))
         url = deploy(spec, settings, scaling, args.host, args.port, args.ray_proxy_every_node)
     except (RayMissingError, ClusterError, ValueError) as e:
         raise CLIError(str(e)) from e

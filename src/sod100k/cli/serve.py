@@ -18,6 +18,7 @@ from sod100k.cli.common import (
     add_precision_args,
     backend_from_args,
     check_device,
+    model_label,
     positive,
 )
 from sod100k.infer.predictor import DEFAULT_SIZE, Predictor
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
         return ray_serve.run(args)
     backend, model, weights = serving_backend(args)
-    settings = settings_from_args(args, model or str(weights))
+    settings = settings_from_args(args, model_label(model, weights))
     predictor = Predictor(backend, args.size)
     app = create_app(predictor, settings)
     add_browser_routes(

@@ -77,22 +77,22 @@ def add_browser_routes(
             media_type="application/json",
         )
 
-    @app.get("/web/sod100k.js", include_in_schema=False)
+    @app.api_route("/web/sod100k.js", methods=["GET", "HEAD"], include_in_schema=False)
     async def web_module() -> Response:
         return Response(module, media_type="text/javascript")
 
-    @app.get("/web/ort/{file}", include_in_schema=False)
+    @app.api_route("/web/ort/{file}", methods=["GET", "HEAD"], include_in_schema=False)
     async def web_runtime(file: str) -> Response:
         if runtime is None or file not in RUNTIME_FILES:
             return missing(f"/web/ort/{file}")
         kind = "application/wasm" if file.endswith(".wasm") else "text/javascript"
         return FileResponse(runtime / file, media_type=kind)
 
-    @app.get("/web/model.json", include_in_schema=False)
+    @app.api_route("/web/model.json", methods=["GET", "HEAD"], include_in_schema=False)
     async def web_manifest() -> Response:
         return Response(manifest, media_type="application/json")
 
-    @app.get("/web/model.onnx", include_in_schema=False)
+    @app.api_route("/web/model.onnx", methods=["GET", "HEAD"], include_in_schema=False)
     async def web_model() -> Response:
         data = await asyncio.get_running_loop().run_in_executor(None, onnx)
         return Response(data, media_type="application/octet-stream")
