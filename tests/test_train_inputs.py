@@ -69,3 +69,15 @@ def test_finetune_refuses_a_bad_dataset_folder_before_writing(tiny_data, tmp_pat
     err = capsys.readouterr().err
     assert f"sod100k finetune: error: --data {tmp_path / 'nodata'}: no such folder" in err
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_train_refuses_a_model_that_is_not_the_init_checkpoints(tiny_data, tmp_path, capsys):
+    init = tmp_path / "x1.pt"
+    save_model(init, create_model("csnet-l-x1"))
+    out = tmp_path / "runs" / "z"
+    args = ["train", "--init", str(init), "--data", str(tiny_data), "--out", str(out)]
+    assert main([*args, "-m", "csf-res2net50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"--model csf-res2net50 is a csf-res2net50 preset but --init {init} holds a csnet" in err
+    assert not out.exists()

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace, finetune: bool = False) -> int:
         raise CLIError(f"{out}: holds a run already; use --resume {out} or another --out")
     if overrides.get("device"):
         check_device(overrides["device"])
-    arch = _arch(overrides)
+    arch = _arch(overrides, getattr(args, "model", None))
     cfg = build_config(arch, overrides, config_file, finetune=finetune)
     for option in ("data", "val"):  # before the run folder is made
         _check_dataset(option, getattr(cfg, option))
@@ -218,11 +218,24 @@ def _check_dataset(option: str, root: str | None) -> None:
             raise CLIError(f"--{option} {e}") from e
 
 
-def _arch(overrides: dict) -> str:
+def _arch(overrides: dict, model_given: str | None = None) -> str:
+    """The architecture the run trains: ``--init``'s, else ``--model``'s preset's.
+
+    Raises:
+        CLIError: ``model_given`` (``--model`` on this command line) is a preset of
+            another architecture than the ``--init`` checkpoint (one would be ignored).
+    """
     if overrides.get("init"):
         from sod100k.checkpoints.loading import load_weights
 
-        return load_weights(overrides["init"])[0]
+        arch = load_weights(overrides["init"])[0]
+        if model_given and registry.get_preset(model_given).arch != arch:
+            raise CLIError(
+                f"--model {model_given} is a {registry.get_preset(model_given).arch} preset "
+                f"but --init {overrides['init']} holds a {arch} network; the run trains the "
+                "--init network: drop --model, or give a checkpoint of that model"
+            )
+        return arch
     return registry.get_preset(overrides.get("model") or "csnet-l-x2").arch
 
 
