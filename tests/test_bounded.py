@@ -7,7 +7,7 @@ import numpy as np
 
 from sod100k.infer import bounded
 from sod100k.infer.cutout import alpha_matte, fast_guided_alpha, guided_filter
-from sod100k.infer.preprocess import postprocess, preprocess
+from sod100k.infer.preprocess import MEAN, STD, postprocess, preprocess
 
 
 def _photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -26,6 +26,18 @@ def test_network_input_is_bit_identical_to_the_one_shot_resize(monkeypatch):
     for h, w, size in [(1201, 1799, 224), (900, 640, 224), (2000, 333, 160)]:
         rgb = _photo_like(h, w)
         np.testing.assert_array_equal(bounded.network_input(rgb, size), preprocess(rgb, size))
+
+
+def test_preprocess_is_bit_identical_to_the_reference_formula():
+    """float in [0, 1], resize, normalise per pixel, then channels first, as test.py does."""
+    for h, w, size in [(300, 400, 224), (224, 224, 224), (37, 2900, 192)]:
+        rgb = _photo_like(h, w, seed=h)
+        x = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+        x = cv2.resize(x, (size, size), interpolation=cv2.INTER_LINEAR)
+        x = ((x - MEAN) / STD).transpose(2, 0, 1)
+        got = preprocess(rgb, size)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        assert got.tobytes() == np.ascontiguousarray(x).tobytes()
 
 
 def test_in_place_postprocess_equals_the_reference_formula():

@@ -18,6 +18,8 @@ import numpy as np
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _INV_255 = np.float32(1.0 / 255.0)
+_MEAN_PLANES = MEAN[:, None, None]
+_STD_PLANES = STD[:, None, None]
 #: How each architecture's reference test script turns ``map * 255`` into uint8.
 QUANTIZATION = {"csnet": "truncate", "csf-res2net50": "round"}
 QUANTIZATION_MODES = ("truncate", "round")
@@ -34,9 +36,13 @@ def preprocess(rgb: np.ndarray, size: int | tuple[int, int] = 224) -> np.ndarray
     h, w = (size, size) if isinstance(size, int) else size
     # One pass to float32 and one array: the same numbers as ``astype`` then ``* (1/255)``.
     x = _resize(np.multiply(rgb, _INV_255, dtype=np.float32), h, w)
-    x -= MEAN
-    x /= STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    # Planes first, then each plane's own mean and std: the same two float32 operations on
+    # every element as on the interleaved array, in long runs instead of runs of 3 (0.44
+    # -> ~0.1 ms at 224 x 224).
+    x = np.ascontiguousarray(x.transpose(2, 0, 1))
+    x -= _MEAN_PLANES
+    x /= _STD_PLANES
+    return x
 
 
 def preprocess_batch(images: Sequence[np.ndarray], size: int | tuple[int, int] = 224):
