@@ -221,7 +221,7 @@ def load_rgb(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     img = _open(source, name)
     try:
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when already upright
     except Exception as e:  # malformed EXIF: keep the stored orientation
         raise ImageError(f"{name}: malformed EXIF data ({e})") from e
     img = _to_8bit(img)
