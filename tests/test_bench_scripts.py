@@ -117,3 +117,13 @@ def test_ray_scaling_rate_is_the_difference_of_two_whole_runs() -> None:
     assert ray_scaling.check(row, ceiling=50.0) == "rate above the network-only ceiling"
     slower = ray_scaling.rate_row(500, [(10.0, 30.0)])  # 25/s, below the whole run's 33/s
     assert ray_scaling.check(slower, ceiling=65.0) == "rate below the whole run's"
+
+
+def test_every_benchmark_script_is_in_the_index():
+    """docs/benchmarks/index.md lists every maintained script (the curated set of issue 24)."""
+    root = Path(__file__).resolve().parents[1]
+    index = (root / "docs" / "benchmarks" / "index.md").read_text()
+    scripts = sorted(p.name for p in (root / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 10
+    missing = [name for name in scripts if f"`{name}`" not in index]
+    assert not missing, f"benchmarks not in docs/benchmarks/index.md: {missing}"
