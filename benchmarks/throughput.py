@@ -16,6 +16,12 @@ Measures in one run, on one machine (issue 24's targets):
    -q`` on a generated 640x360, 25 fps H.264 clip with AAC audio (a slow pan over ECSSD
    images; ``--clip`` takes your own), model load included: frames/s (target for mask:
    >= 25 on 2 cores).
+4. **where the CPU goes** (``--no-stages`` skips it): in one fresh process, CPU ms per
+   image of each stage of the folder pipeline alone on one thread (decode, resize and
+   normalise, map, PNG, atomic write), of the whole pipeline with a network that does
+   nothing, and of the whole pipeline with the real one (no interpreter start or model
+   load). What the real pipeline costs beyond "network alone + pipeline alone" is what
+   the stages cost each other by sharing the cores (caches, scheduling).
 
 Commands run with their defaults unless ``--predict-args`` adds options (to compare,
 say, the old latency setting ``--streams 1 --batch-size 8``). End-to-end timings are the
@@ -29,6 +35,7 @@ reported too. Run from the repository root on an otherwise idle machine (~3 minu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shlex
@@ -77,6 +84,110 @@ def network_cell(cell: dict) -> dict:
         "images_per_s": round(images / wall, 1),
         "cpu_ms_per_image": round(1000 * cpu / images, 2),
     }
+
+
+# ---------------------------------------------------------------- where the CPU goes
+
+
+class _NoNetwork:
+    """A backend that returns zero logits at once: the pipeline's cost without a network."""
+
+    arch = "csnet"
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, x):
+        import numpy as np
+
+        return np.zeros((x.shape[0], self.size, self.size), dtype=np.float32)
+
+
+class _CpuClock:
+    """CPU ms per image (all threads) of each ``with clock("name"):`` block, in ``ms``."""
+
+    def __init__(self, images: int) -> None:
+        self.images, self.ms = images, {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.process_time()
+        yield
+        self.ms[name] = round(1000 * (time.process_time() - start) / self.images, 3)
+
+
+def _stage_costs(files: list[Path], size: int, tmp: Path) -> dict:
+    """CPU ms per image of each stage of the folder pipeline, one after the other."""
+    import cv2
+    import numpy as np
+
+    from sod100k.data.images import load_rgb
+    from sod100k.infer.batch import encode_png
+    from sod100k.infer.preprocess import postprocess, preprocess
+    from sod100k.utils.files import atomic_write_bytes
+
+    logits = np.random.default_rng(0).normal(0, 4, (size, size)).astype(np.float32)
+    raw = [f.read_bytes() for f in files]
+    clock = _CpuClock(len(files))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # one thread: the stage's own cost
+    try:
+        with clock("decode"):
+            rgbs = [load_rgb(b, "x") for b in raw]
+        with clock("preprocess"):
+            for im in rgbs:
+                preprocess(im, size)
+        with clock("map"):
+            maps = [postprocess(logits, *im.shape[:2]) for im in rgbs]
+        with clock("png"):
+            pngs = [encode_png(m) for m in maps]
+        with clock("write"):
+            for k, data in enumerate(pngs):
+                atomic_write_bytes(tmp / f"{k}.png", data)
+    finally:
+        cv2.setNumThreads(threads)
+    return clock.ms
+
+
+def stages_cell(cell: dict) -> dict:
+    """CPU ms per image of each pipeline stage, of the pipeline alone, and of it all."""
+    from sod100k.infer.batch import plan_jobs, render_mask, run_batch
+    from sod100k.infer.predictor import Predictor
+    from sod100k.infer.runtime import make_backend
+
+    size, files = cell["size"], sorted(Path(cell["images"]).iterdir())
+    with tempfile.TemporaryDirectory(prefix="sod100k-stages-") as tmp:
+        (Path(tmp) / "stages").mkdir()
+        out = _stage_costs(files, size, Path(tmp) / "stages")
+        clock = _CpuClock(len(files))
+        nothing = Predictor(_NoNetwork(size), size)
+        jobs, _ = plan_jobs([cell["images"]], Path(tmp) / "nothing")
+        with clock("no_network"):  # as many calls in flight as the real one has streams
+            run_batch(jobs, nothing, 1, 2, render_mask, progress=False, streams=2)
+        real = Predictor(make_backend("openvino", None, cell["weights"], streams=None), size)
+        warm, _ = plan_jobs([cell["images"]], Path(tmp) / "warm-up")
+        run_batch(warm[:16], real, 1, 2, render_mask, progress=False)  # compile, requests
+        jobs, _ = plan_jobs([cell["images"]], Path(tmp) / "real")
+        with clock("pipeline"):
+            run_batch(jobs, real, 1, 2, render_mask, progress=False)
+    return out | clock.ms
+
+
+def stages_text(stages: dict, network_ms: float) -> str:
+    """The stages' CPU ms per image as a table, with the interference they cause."""
+    parts = ("decode", "preprocess", "map", "png", "write")
+    alone = network_ms + stages["no_network"]
+    rows = [{"what": f"{k} (one thread)", "ms": stages[k]} for k in parts]
+    real = stages["pipeline"]
+    rows += [
+        {"what": "the pipeline with a network that does nothing", "ms": stages["no_network"]},
+        {"what": "the network alone (best cell above)", "ms": network_ms},
+        {"what": "sum of the two", "ms": round(alone, 3)},
+        {"what": "the pipeline with the network (one process, no start-up)", "ms": real},
+        {"what": "beyond the sum: what they cost each other", "ms": round(real - alone, 3)},
+    ]
+    table = harness.markdown_table({"what": "where the CPU goes", "ms": "CPU ms / image"}, rows)
+    return "Where the CPU goes (folder pipeline, " + f"{stages['images']} images):\n\n" + table
 
 
 # ---------------------------------------------------------------- end to end
@@ -227,7 +338,7 @@ def tables(net_rows: list[dict], folder: dict, videos: list[dict], s: dict) -> s
 def main() -> None:
     cell = harness.worker_cell(sys.argv)
     if cell is not None:
-        harness.emit(network_cell(cell))
+        harness.emit(stages_cell(cell) if cell.get("measure") == "stages" else network_cell(cell))
         return
     p = harness.parser(__doc__, weights="../shared/weights", threads=None)
     p.add_argument("--images", type=Path, default=Path("../shared/data/ECSSD/images"))
@@ -246,6 +357,9 @@ def main() -> None:
     p.add_argument("--clip", type=Path, help="your own clip instead of the generated one")
     p.add_argument("--frames", type=int, default=150, help="generated clip length")
     p.add_argument("--video-formats", nargs="+", default=["mask"], help="mask, overlay, rgba")
+    p.add_argument(
+        "--no-stages", action="store_true", help="skip the where-the-CPU-goes measurement"
+    )
     p.add_argument(
         "--predict-args",
         default="",
@@ -294,6 +408,14 @@ def main() -> None:
             harness.log.info("video: %s", videos[-1])
     s = summary(net_rows, folder, videos)
     text = tables(net_rows, folder, videos, s)
+    stages = None
+    if not args.no_stages:
+        stage_cell = {"measure": "stages", "images": str(args.images.resolve()),
+                      "weights": str(folder_weights.resolve()), "size": args.size}  # fmt: skip
+        stages = harness.run_cell(SCRIPT, stage_cell) | {"images": images}
+        harness.log.info("stages: %s", stages)
+        best = max(net_rows, key=lambda r: r["images_per_s"])
+        text += "\n\n" + stages_text(stages, best["cpu_ms_per_image"])
     print(text)
     harness.write_results(
         args.out,
@@ -301,7 +423,8 @@ def main() -> None:
         meta,
         [{"kind": "network", **r} for r in net_rows]
         + [{"kind": "end-to-end", **r} for r in (folder, *videos)]
-        + [{"kind": "summary", **s}],
+        + [{"kind": "summary", **s}]
+        + ([{"kind": "stages", **stages}] if stages else []),
         text,
         intro=f"Throughput of the default backend and of `sod100k predict`, {images} images "
         f"from {args.images} and a {frames}-frame clip; predict options: "

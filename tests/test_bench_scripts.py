@@ -104,6 +104,19 @@ def test_throughput_ratio_is_against_the_best_network_cell() -> None:
     assert "61.0 / 70.0 images/s = **0.87**" in text and "**30.0 frames/s** (target >= 25)" in text
 
 
+def test_throughput_stages_measure_each_stage_and_the_interference(ecssd, tmp_path) -> None:
+    import throughput
+
+    files = sorted((ecssd / "images").glob("*.jpg"))[:3]
+    costs = throughput._stage_costs(files, 224, tmp_path)
+    assert set(costs) == {"decode", "preprocess", "map", "png", "write"}
+    assert all(v > 0 for v in costs.values()) and len(list(tmp_path.glob("*.png"))) == 3
+    stages = costs | {"no_network": 3.5, "pipeline": 38.0, "images": 3}
+    text = throughput.stages_text(stages, 30.0)
+    assert "| sum of the two | 33.5 |" in text
+    assert "| beyond the sum: what they cost each other | 4.5 |" in text
+
+
 def test_ray_scaling_rate_is_the_difference_of_two_whole_runs() -> None:
     import ray_scaling
 
