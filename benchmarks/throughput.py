@@ -116,8 +116,12 @@ class _CpuClock:
         self.ms[name] = round(1000 * (time.process_time() - start) / self.images, 3)
 
 
-def _stage_costs(files: list[Path], size: int, tmp: Path) -> dict:
-    """CPU ms per image of each stage of the folder pipeline, one after the other."""
+def _stage_costs(files: list[Path], size: int, tmp: Path, backend=None) -> dict:
+    """CPU ms per image of each stage of the folder pipeline, one after the other.
+
+    The maps come from ``backend``'s logits for the first 16 images, in turn (real maps
+    compress unlike noise), or from random logits without a backend.
+    """
     import cv2
     import numpy as np
 
@@ -126,8 +130,12 @@ def _stage_costs(files: list[Path], size: int, tmp: Path) -> dict:
     from sod100k.infer.preprocess import postprocess, preprocess
     from sod100k.utils.files import atomic_write_bytes
 
-    logits = np.random.default_rng(0).normal(0, 4, (size, size)).astype(np.float32)
     raw = [f.read_bytes() for f in files]
+    if backend is None:
+        logits = np.random.default_rng(0).normal(0, 4, (1, size, size)).astype(np.float32)
+    else:
+        first = [preprocess(load_rgb(b, "x"), size) for b in raw[:16]]
+        logits = np.concatenate([backend(x[None]) for x in first]).reshape(-1, size, size)
     clock = _CpuClock(len(files))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # one thread: the stage's own cost
@@ -138,7 +146,9 @@ def _stage_costs(files: list[Path], size: int, tmp: Path) -> dict:
             for im in rgbs:
                 preprocess(im, size)
         with clock("map"):
-            maps = [postprocess(logits, *im.shape[:2]) for im in rgbs]
+            maps = [
+                postprocess(logits[k % len(logits)], *im.shape[:2]) for k, im in enumerate(rgbs)
+            ]
         with clock("png"):
             pngs = [encode_png(m) for m in maps]
         with clock("write"):
@@ -157,14 +167,15 @@ def stages_cell(cell: dict) -> dict:
 
     size, files = cell["size"], sorted(Path(cell["images"]).iterdir())
     with tempfile.TemporaryDirectory(prefix="sod100k-stages-") as tmp:
+        backend = make_backend("openvino", None, cell["weights"], streams=None)
         (Path(tmp) / "stages").mkdir()
-        out = _stage_costs(files, size, Path(tmp) / "stages")
+        out = _stage_costs(files, size, Path(tmp) / "stages", backend)
         clock = _CpuClock(len(files))
         nothing = Predictor(_NoNetwork(size), size)
         jobs, _ = plan_jobs([cell["images"]], Path(tmp) / "nothing")
         with clock("no_network"):  # as many calls in flight as the real one has streams
             run_batch(jobs, nothing, 1, 2, render_mask, progress=False, streams=2)
-        real = Predictor(make_backend("openvino", None, cell["weights"], streams=None), size)
+        real = Predictor(backend, size)
         warm, _ = plan_jobs([cell["images"]], Path(tmp) / "warm-up")
         run_batch(warm[:16], real, 1, 2, render_mask, progress=False)  # compile, requests
         jobs, _ = plan_jobs([cell["images"]], Path(tmp) / "real")
