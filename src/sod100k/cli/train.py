@@ -229,9 +229,10 @@ def _arch(overrides: dict, model_given: str | None = None) -> str:
         from sod100k.checkpoints.loading import load_weights
 
         arch = load_weights(overrides["init"])[0]
-        if model_given and registry.get_preset(model_given).arch != arch:
+        given_arch = registry.get_preset(model_given).arch if model_given else arch
+        if given_arch != arch:
             raise CLIError(
-                f"--model {model_given} is a {registry.get_preset(model_given).arch} preset "
+                f"--model {model_given} is a {given_arch} preset "
                 f"but --init {overrides['init']} holds a {arch} network; the run trains the "
                 "--init network: drop --model, or give a checkpoint of that model"
             )

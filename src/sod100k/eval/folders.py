@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sod100k.eval import salmetric
-from sod100k.eval.pairing import Pairing, name_list, pair_by_stem
+from sod100k.eval.pairing import Pairing, pair_by_stem
 from sod100k.eval.parallel import PYSOD, SALMETRIC, evaluate_pairs
 from sod100k.eval.report import EvalResult
+from sod100k.utils.sniff import name_list
 
 #: ``--protocol`` choices: one protocol, or both side by side.
 PROTOCOL_CHOICES = (PYSOD, SALMETRIC, "both")

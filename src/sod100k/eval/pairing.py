@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sod100k.data.images import list_images
-
-#: How many names an error message lists before it says "and N more".
-SHOWN_NAMES = 5
+from sod100k.utils.sniff import name_list
 
 
 class PairingError(ValueError):
@@ -40,13 +38,6 @@ class Pairing:
     extra: list[str]
     by_name: int = 0
     skipped: list[Path] = field(default_factory=list)
-
-
-def name_list(keys: list[str]) -> str:
-    """``a, b, c, d, e and 3 more``: the first :data:`SHOWN_NAMES` of ``keys``."""
-    shown = ", ".join(keys[:SHOWN_NAMES])
-    more = len(keys) - SHOWN_NAMES
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _key(path: Path, folder: Path) -> str:

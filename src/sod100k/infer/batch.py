@@ -87,12 +87,17 @@ def plan_jobs(
     return plan.jobs, plan.failed
 
 
+def _opencv_order(image: np.ndarray) -> np.ndarray:
+    """An L, RGB or RGBA array in the channel order OpenCV's encoders take (BGR(A))."""
+    if image.ndim == 2:
+        return image
+    code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    return cv2.cvtColor(image, code)
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """Encode an L, RGB or RGBA uint8 array as PNG (:mod:`sod100k.data.png`)."""
-    if image.ndim == 3:  # OpenCV wants BGR(A)
-        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        image = cv2.cvtColor(image, code)
-    return encode_png_bgr(image)
+    return encode_png_bgr(_opencv_order(image))
 
 
 def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
@@ -124,10 +129,7 @@ def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
         params = [cv2.IMWRITE_JPEG_QUALITY, 95]
     else:
         raise ValueError(f"cannot write {suffix or 'files without suffix'}")
-    if image.ndim == 3:
-        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        image = cv2.cvtColor(image, code)
-    ok, buf = cv2.imencode(suffix, image, params)
+    ok, buf = cv2.imencode(suffix, _opencv_order(image), params)
     if not ok:
         raise OSError(f"{suffix} encoding failed")
     return buf.tobytes()

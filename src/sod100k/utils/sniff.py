@@ -12,11 +12,14 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+#: How many names a message lists before it says "and N more".
+SHOWN_NAMES = 5
 #: How many entries of a folder a description names.
 SHOWN_ENTRIES = 4
 
@@ -39,13 +42,16 @@ class UnreadableTorchFile(ValueError):
     message says what the file is instead (without the file name)."""
 
 
+def name_list(names: Sequence[str], shown: int = SHOWN_NAMES) -> str:
+    """``a, b, c, d, e and 3 more``: the first ``shown`` of ``names``."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def describe_folder(folder: Path) -> str:
-    """``"it is empty"`` or ``"it holds a.jpg, sub/ and 3 more"``."""
+    """``"it is empty"`` or ``"it holds a.jpg, b.png, c.txt, sub/ and 3 more"``."""
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    if not names:
-        return "it is empty"
-    more = f" and {len(names) - SHOWN_ENTRIES} more" if len(names) > SHOWN_ENTRIES else ""
-    return f"it holds {', '.join(names[:SHOWN_ENTRIES])}{more}"
+    return f"it holds {name_list(names, SHOWN_ENTRIES)}" if names else "it is empty"
 
 
 def describe_file(path: str | Path) -> str:
