@@ -61,9 +61,9 @@ ACTOR_SETTINGS = (("streams auto, batch 1", None, 1), ("1 stream, batch 8", 1, 8
 
 def _copy_images(folder: Path, n: int, dst: Path) -> Path:
     """The first ``n`` images of ``folder``, cycled if it has fewer, copied to ``dst``."""
-    from sod100k.data.images import IMAGE_SUFFIXES
+    from sod100k.data.images import list_images
 
-    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = list_images(folder, recursive=False)
     if not found:
         sys.exit(f"no images in {folder}")
     dst.mkdir(parents=True)

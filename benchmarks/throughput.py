@@ -116,11 +116,11 @@ class _CpuClock:
         self.ms[name] = round(1000 * (time.process_time() - start) / self.images, 3)
 
 
-def _stage_costs(files: list[Path], size: int, tmp: Path, backend=None) -> dict:
+def _stage_costs(files: list[Path], size: int, tmp: Path, backend) -> dict:
     """CPU ms per image of each stage of the folder pipeline, one after the other.
 
     The maps come from ``backend``'s logits for the first 16 images, in turn (real maps
-    compress unlike noise), or from random logits without a backend.
+    compress unlike noise).
     """
     import cv2
     import numpy as np
@@ -131,11 +131,8 @@ def _stage_costs(files: list[Path], size: int, tmp: Path, backend=None) -> dict:
     from sod100k.utils.files import atomic_write_bytes
 
     raw = [f.read_bytes() for f in files]
-    if backend is None:
-        logits = np.random.default_rng(0).normal(0, 4, (1, size, size)).astype(np.float32)
-    else:
-        first = [preprocess(load_rgb(b, "x"), size) for b in raw[:16]]
-        logits = np.concatenate([backend(x[None]) for x in first]).reshape(-1, size, size)
+    first = [preprocess(load_rgb(b, "x"), size) for b in raw[:16]]
+    logits = np.concatenate([backend(x[None]) for x in first]).reshape(-1, size, size)
     clock = _CpuClock(len(files))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # one thread: the stage's own cost
@@ -165,14 +162,14 @@ def stages_cell(cell: dict) -> dict:
     from sod100k.infer.predictor import Predictor
     from sod100k.infer.runtime import make_backend
 
-    size, files = cell["size"], sorted(Path(cell["images"]).iterdir())
+    size = cell["size"]
     with tempfile.TemporaryDirectory(prefix="sod100k-stages-") as tmp:
+        jobs, _ = plan_jobs([cell["images"]], Path(tmp) / "nothing")
         backend = make_backend("openvino", None, cell["weights"], streams=None)
         (Path(tmp) / "stages").mkdir()
-        out = _stage_costs(files, size, Path(tmp) / "stages", backend)
-        clock = _CpuClock(len(files))
+        out = _stage_costs([j.src for j in jobs], size, Path(tmp) / "stages", backend)
+        clock = _CpuClock(len(jobs))
         nothing = Predictor(_NoNetwork(size), size)
-        jobs, _ = plan_jobs([cell["images"]], Path(tmp) / "nothing")
         with clock("no_network"):  # as many calls in flight as the real one has streams
             run_batch(jobs, nothing, 1, 2, render_mask, progress=False, streams=2)
         real = Predictor(backend, size)
@@ -198,7 +195,7 @@ def stages_text(stages: dict, network_ms: float) -> str:
         {"what": "beyond the sum: what they cost each other", "ms": round(real - alone, 3)},
     ]
     table = harness.markdown_table({"what": "where the CPU goes", "ms": "CPU ms / image"}, rows)
-    return "Where the CPU goes (folder pipeline, " + f"{stages['images']} images):\n\n" + table
+    return f"Where the CPU goes (folder pipeline, {stages['images']} images):\n\n{table}"
 
 
 # ---------------------------------------------------------------- end to end

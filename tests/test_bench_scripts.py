@@ -108,7 +108,7 @@ def test_throughput_stages_measure_each_stage_and_the_interference(ecssd, tmp_pa
     import throughput
 
     files = sorted((ecssd / "images").glob("*.jpg"))[:3]
-    costs = throughput._stage_costs(files, 224, tmp_path)
+    costs = throughput._stage_costs(files, 224, tmp_path, throughput._NoNetwork(224))
     assert set(costs) == {"decode", "preprocess", "map", "png", "write"}
     assert all(v > 0 for v in costs.values()) and len(list(tmp_path.glob("*.png"))) == 3
     stages = costs | {"no_network": 3.5, "pipeline": 38.0, "images": 3}
