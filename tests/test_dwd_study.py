@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -65,6 +67,54 @@ def test_batches_are_the_same_whenever_asked_for(tmp_path):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not torch.equal(a("arms", 0)[0], a("arms", 1)[0])
     assert not torch.equal(a("arms", 0)[0], a("warmup", 0)[0])
+
+
+def test_processes_sharing_a_study_keep_each_others_stages(tmp_path):
+    """Two ``State`` objects on one folder (two ``--arm`` processes): neither overwrites
+    what the other finished; other settings are still refused."""
+    s = dwd_study.Settings()
+    a, b = dwd_study.State(tmp_path, s), dwd_study.State(tmp_path, s)
+    a.finish("train-dwd", {"x": 1})
+    b.finish("train-plain", {"x": 2})  # b never saw train-dwd in memory
+    a.finish("train-slim", {"x": 3})
+    on_disk = json.loads((tmp_path / "state.json").read_text())
+    assert set(on_disk["stages"]) == {"train-dwd", "train-plain", "train-slim"}
+    assert len(on_disk["launches"]) == 2
+    assert b.done("train-slim") and b.get("train-slim") == {"x": 3}
+    with pytest.raises(SystemExit, match="other settings"):
+        dwd_study.State(tmp_path, dwd_study.Settings(steps=3))
+
+
+def test_a_job_runs_in_one_process_at_a_time(tmp_path):
+    state = dwd_study.State(tmp_path, dwd_study.Settings())
+    events: list[str] = []
+    holding = threading.Event()
+
+    def other() -> None:
+        holding.wait()
+        with dwd_study.State(tmp_path, dwd_study.Settings()).exclusive("train-dwd"):
+            events.append("other")
+
+    t = threading.Thread(target=other)
+    t.start()
+    with state.exclusive("train-dwd"):
+        holding.set()
+        time.sleep(0.3)  # the other thread is blocked on the lock meanwhile
+        events.append("first")
+    t.join(timeout=10)
+    assert events == ["first", "other"]
+
+
+def test_missing_stages_names_what_a_finished_study_has():
+    s = dwd_study.Settings(budgets=(0.5,), key_budget=0.5)
+    stages = {name: {} for name in ("warmup", "move")}
+    for arm in dwd_study.ARMS:
+        for stage in ("train", "unpruned", "prune-{}-1e-20", "prune-{}-gap", "prune-{}--50%"):
+            stages[stage.format(arm) if "{}" in stage else f"{stage}-{arm}"] = {}
+    assert dwd_study.missing_stages(stages, s) == ["ft-dwd", "ft-plain", "ft-slim"]
+    stages["prune-slim--50%"] = {"error": "would empty a unit"}  # no fine-tune without it
+    stages |= {"ft-dwd": {}, "ft-plain": {}}
+    assert dwd_study.missing_stages(stages, s) == []
 
 
 @pytest.mark.slow
