@@ -4,6 +4,7 @@ in its --smoke configuration with its resumption."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -174,3 +175,23 @@ def test_smoke_study_runs_to_the_end_and_resumes(tmp_path: Path) -> None:
     # Other settings in the same folder are refused instead of mixed in.
     with pytest.raises(SystemExit, match="other settings"):
         dwd_study.main([*argv, "--steps", "3"])
+
+
+@pytest.mark.slow
+def test_one_process_per_arm_finishes_the_study_together(tmp_path: Path) -> None:
+    """``--arm``: three processes started at once into one ``--out`` share the warm-up
+    (one runs it, the others wait), keep each other's stages, and the last marks the
+    study finished with every stage a one-process run has."""
+    data, ecssd, out = _pairs(tmp_path / "tr", 12, 0), _pairs(tmp_path / "ec", 4, 1), tmp_path / "o"
+    script = Path(dwd_study.__file__)
+    base = [sys.executable, str(script), "--smoke", "--out", str(out), "--threads", "1"]
+    base += ["--data", str(data), "--ecssd", str(ecssd)]
+    procs = [subprocess.Popen([*base, "--arm", arm]) for arm in dwd_study.ARMS]
+    assert [p.wait(timeout=900) for p in procs] == [0, 0, 0]
+    state = json.loads((out / "state.json").read_text())
+    assert "finished" in state and len(state["launches"]) == 3
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in state["settings"].items()}
+    assert dwd_study.missing_stages(state["stages"], dwd_study.Settings(**settings)) == []
+    results = tmp_path / "results"
+    argv = [str(out), "--results", str(results), "--figures", str(tmp_path / "img")]
+    assert dwd_study_report.main(argv) == 0
