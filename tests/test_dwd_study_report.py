@@ -111,3 +111,37 @@ def test_the_report_states_the_machine_each_launch_ran_on():
     (fallback,) = report.launches({})
     assert "the study recorded none" in fallback["note"]
     assert "Some CPU 9000" in report.harness.describe_meta(meta)
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "dwd-study-v2"
+
+
+def test_the_committed_evidence_matches_its_results_json():
+    """The 12 committed checkpoints load, are the nets results.json describes (their
+    parameter counts), and the recorded verdict is what the rules give for the recorded
+    numbers. (``dwd_study_report.py RUN --verify ECSSD`` re-scores them on ECSSD.)"""
+    import json
+
+    from sod100k.checkpoints.loading import load_model
+    from sod100k.models.flops import count_params
+
+    payload = json.loads((RESULTS / "results.json").read_text())
+    stages = payload["stages"]
+    stage_of = {
+        "trained": "train-{}",
+        "pruned-gap": "prune-{}-gap",
+        "pruned-55": "prune-{}--55%",
+        "finetuned-55": "ft-{}",
+    }
+    assert len(payload["checkpoints"]) == 12
+    for arm in report.ARMS:
+        for name, stage in stage_of.items():
+            path = RESULTS / f"{arm}-{name}.pt"
+            assert path.stat().st_size < report.MAX_BYTES
+            assert (
+                count_params(load_model(weights=str(path))) == stages[stage.format(arm)]["params"]
+            )
+    rescored = payload["rescored"]
+    assert len(rescored) == 12 and all(v["ok"] for v in rescored.values())
+    assert payload["verdict"]["outcome"] == "not reproduced"
+    assert payload["verdict"]["criterion_2"]["removed"] == pytest.approx(1 - 206446 / 210985)
