@@ -133,6 +133,21 @@ class Settings:
     def arm_steps(self) -> int:
         return self.steps + self.low_steps
 
+    @property
+    def cut_names(self) -> list[str]:
+        """The stage names of the cuts, in order: ``1e-20``, ``gap``, ``-30%``, ..."""
+        return ["1e-20", "gap", *map(budget_cut, self.budgets)]
+
+    @property
+    def key_cut(self) -> str:
+        """The name of the cut that is fine-tuned and scored on all of ECSSD."""
+        return budget_cut(self.key_budget)
+
+
+def budget_cut(budget: float) -> str:
+    """``-55%`` for the budget 0.55."""
+    return f"-{round(100 * budget)}%"
+
 
 SMOKE = {
     "size": 32,
@@ -690,7 +705,7 @@ def cuts(model: CSNet, s: Settings) -> list[tuple[str, Callable[[], Any]]]:
             cut = prune_to_budget(model, b)
             return cut.result, cut.threshold, cut.met, None
 
-        out.append((f"-{round(100 * b)}%", budget))
+        out.append((budget_cut(b), budget))
     return out
 
 
@@ -700,7 +715,7 @@ def prune_arm(
     """Every cut of one arm, with BN re-estimation only; the key-budget fine-tune."""
     model = load_model(weights=str(trained))
     calib = list(batches.images("calib", s.recal_batches))
-    key = f"-{round(100 * s.key_budget)}%"
+    key = s.key_cut
     if not state.done(f"unpruned-{arm}"):
         net = copy.deepcopy(model)
         reestimate_bn(net, calib)
@@ -771,12 +786,10 @@ def prune_arm(
 def missing_stages(stages: dict[str, Any], s: Settings) -> list[str]:
     """The stages a finished study has that ``stages`` lacks (the fine-tune of an arm
     whose key cut could not be made does not exist)."""
-    key = f"-{round(100 * s.key_budget)}%"
-    cut_names = ["1e-20", "gap", *(f"-{round(100 * b)}%" for b in s.budgets)]
     wanted = ["warmup", "move"]
     for arm in ARMS:
-        wanted += [f"train-{arm}", f"unpruned-{arm}", *(f"prune-{arm}-{c}" for c in cut_names)]
-        if "error" not in stages.get(f"prune-{arm}-{key}", {}):
+        wanted += [f"train-{arm}", f"unpruned-{arm}", *(f"prune-{arm}-{c}" for c in s.cut_names)]
+        if "error" not in stages.get(f"prune-{arm}-{s.key_cut}", {}):
             wanted.append(f"ft-{arm}")
     return [stage for stage in wanted if stage not in stages]
 
