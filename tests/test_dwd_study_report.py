@@ -143,5 +143,14 @@ def test_the_committed_evidence_matches_its_results_json():
             )
     rescored = payload["rescored"]
     assert len(rescored) == 12 and all(v["ok"] for v in rescored.values())
+    # The rules, applied again to the recorded scores and the trained nets' own gammas.
+    from dwd_study import gamma_arrays  # benchmarks/ is on the path (above)
+
+    expand = {
+        arm: gamma_arrays(load_model(weights=str(RESULTS / f"{arm}-trained.pt")))["expand"]
+        for arm in report.ARMS
+    }
+    again = report.verdict(report.facts_of(stages, expand, "-55%"))
+    assert json.loads(json.dumps(again)) == payload["verdict"]
     assert payload["verdict"]["outcome"] == "not reproduced"
     assert payload["verdict"]["criterion_2"]["removed"] == pytest.approx(1 - 206446 / 210985)
